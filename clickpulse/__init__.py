@@ -1,0 +1,1 @@
+"""clickpulse: request and business analytics on ClickHouse, fed by OpenTelemetry."""

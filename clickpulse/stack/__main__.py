@@ -1,0 +1,3 @@
+from clickpulse.stack.cli import main
+
+main()

@@ -1,0 +1,141 @@
+"""`python -m clickpulse.stack COMMAND`: what the nox sessions up, down, status, logs, reset and
+sql call."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+from rich.console import Console
+from rich.table import Table
+
+from clickpulse.stack.components import Component, all_components
+from clickpulse.stack.processes import StackError
+from clickpulse.stack.settings import REPO_ROOT, Settings
+
+console = Console()
+
+
+def up(settings: Settings) -> None:
+    components = all_components(settings)
+    for component in components:
+        component.prepare()
+    for component in components:
+        started = time.monotonic()
+        if component.process.running() is not None and component.process.healthy():
+            console.print(f"{component.name}: already running")
+        else:
+            component.process.stop()  # a dead or unhealthy leftover
+            component.process.start()
+            console.print(f"{component.name}: healthy in {time.monotonic() - started:.1f}s")
+        component.after_start()
+    status(settings)
+
+
+def down(settings: Settings) -> None:
+    for component in reversed(all_components(settings)):
+        if component.process.stop():
+            console.print(f"{component.name}: stopped")
+        else:
+            console.print(f"{component.name}: was not running")
+
+
+def status(settings: Settings) -> bool:
+    table = Table(title=f"clickpulse local stack ({settings.state_dir})")
+    for column in ("component", "pid", "address", "healthy"):
+        table.add_column(column)
+    all_healthy = True
+    for component in all_components(settings):
+        proc = component.process.running()
+        healthy = proc is not None and component.process.healthy()
+        all_healthy &= healthy
+        table.add_row(
+            component.name,
+            str(proc.pid) if proc else "-",
+            component.address,
+            "[green]yes[/green]" if healthy else "[red]no[/red]",
+        )
+    console.print(table)
+    return all_healthy
+
+
+def logs(settings: Settings, name: str, follow: bool) -> None:
+    names = [c.name for c in all_components(settings)]
+    if name not in names:
+        raise StackError(f"unknown component {name!r}; choose one of {', '.join(names)}")
+    path = settings.logs_dir / f"{name}.log"
+    if not path.exists():
+        raise StackError(f"{name} has no log yet ({path}); start it with `nox -s up`")
+    os.execvp("tail", ["tail", "-n", "100", *(["-F"] if follow else []), str(path)])
+
+
+def reset(settings: Settings) -> None:
+    """Stops the stack and wipes its data, keeping the built collector and the secrets."""
+    down(settings)
+    for sub in ("clickhouse", "postgres", "collector/queue", "logs", "run"):
+        shutil.rmtree(settings.state_dir / sub, ignore_errors=True)
+    console.print(f"data under {settings.state_dir} wiped; `nox -s up` starts afresh")
+
+
+def sql(settings: Settings, query: str) -> None:
+    from clickpulse.stack.clickhouse_client import reader_client
+
+    try:
+        result = reader_client(settings).query(query)
+    except Exception as exc:
+        raise StackError(str(exc).strip()) from None
+    table = Table(*result.column_names)
+    for row in result.result_rows:
+        table.add_row(*(str(value) for value in row))
+    console.print(table)
+    console.print(f"{len(result.result_rows)} row(s)", style="dim")
+
+
+def compose(action: str) -> None:
+    docker = shutil.which("docker")
+    if docker is None:
+        raise StackError("--compose needs Docker with the compose plugin; the default local stack does not")
+    argv = [docker, "compose", "-f", str(REPO_ROOT / "compose.yaml")]
+    argv += {"up": ["up", "-d", "--build", "--wait"], "down": ["down"], "status": ["ps"]}[action]
+    raise SystemExit(subprocess.call(argv, cwd=REPO_ROOT))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="clickpulse.stack", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in ("up", "down", "status"):
+        p = sub.add_parser(name)
+        p.add_argument("--compose", action="store_true", help="use compose.yaml (Docker)")
+    sub.add_parser("reset")
+    p_logs = sub.add_parser("logs")
+    p_logs.add_argument("name")
+    p_logs.add_argument("-f", "--follow", action="store_true")
+    p_sql = sub.add_parser("sql")
+    p_sql.add_argument("query")
+    args = parser.parse_args(argv)
+    settings = Settings.from_env()
+    try:
+        if getattr(args, "compose", False):
+            compose(args.command)
+        elif args.command == "up":
+            up(settings)
+        elif args.command == "down":
+            down(settings)
+        elif args.command == "status":
+            sys.exit(0 if status(settings) else 1)
+        elif args.command == "logs":
+            logs(settings, args.name, args.follow)
+        elif args.command == "reset":
+            reset(settings)
+        elif args.command == "sql":
+            sql(settings, args.query)
+    except StackError as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        sys.exit(1)
+
+
+__all__ = ["Component", "main"]

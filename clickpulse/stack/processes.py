@@ -1,0 +1,191 @@
+"""Supervision of detached local processes: start with a log file and a pid file, wait for a
+health check, stop with a signal then SIGKILL, and name whoever holds a port we need."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+
+class StackError(RuntimeError):
+    """A failure the user can act on; its message says what to do."""
+
+
+@dataclass
+class ManagedProcess:
+    name: str
+    argv: Sequence[str]
+    log_file: Path
+    pid_file: Path
+    cwd: Path
+    env: dict[str, str] = field(default_factory=dict)
+    ports: Sequence[int] = ()
+    healthy: Callable[[], bool] = lambda: True
+    stop_signal: int = signal.SIGTERM
+    start_timeout: float = 60.0
+    stop_timeout: float = 30.0
+    user: str | None = None
+
+    def running(self) -> psutil.Process | None:
+        """The live process recorded in the pid file; a recycled pid does not count."""
+        try:
+            record = json.loads(self.pid_file.read_text())
+            proc = psutil.Process(record["pid"])
+            if abs(proc.create_time() - record["create_time"]) > 1:
+                return None
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                return None
+            return proc
+        except (FileNotFoundError, ValueError, KeyError, psutil.Error):
+            return None
+
+    def start(self) -> psutil.Process:
+        for port in self.ports:
+            ensure_port_free(port, needed_by=self.name)
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        self.pid_file.parent.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, **self.env}
+        with self.log_file.open("ab") as log:
+            log.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting {self.name}\n".encode())
+            log.flush()
+            # A new session: the process outlives `nox -s up`, and `down` can signal its group.
+            popen = subprocess.Popen(
+                list(self.argv),
+                cwd=self.cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                user=self.user,
+            )
+        proc = psutil.Process(popen.pid)
+        self.pid_file.write_text(json.dumps({"pid": proc.pid, "create_time": proc.create_time()}))
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            if popen.poll() is not None:
+                self.pid_file.unlink(missing_ok=True)
+                raise StackError(
+                    f"{self.name} exited with code {popen.returncode} while starting; "
+                    f"last lines of {self.log_file}:\n{tail(self.log_file, 25)}"
+                )
+            if self.healthy():
+                return proc
+            time.sleep(0.2)
+        self.stop()
+        raise StackError(
+            f"{self.name} was not healthy after {self.start_timeout:.0f}s; "
+            f"last lines of {self.log_file}:\n{tail(self.log_file, 25)}"
+        )
+
+    def stop(self) -> bool:
+        """Stops the process and everything in its session. True if something was running."""
+        proc = self.running()
+        if proc is None:
+            self.pid_file.unlink(missing_ok=True)
+            return False
+        group = _session_members(proc)
+        try:
+            proc.send_signal(self.stop_signal)
+        except psutil.NoSuchProcess:
+            pass
+        _, alive = psutil.wait_procs([proc], timeout=self.stop_timeout)
+        # Children (postgres backends, go helpers) get the same treatment, then SIGKILL.
+        leftovers = [p for p in [*alive, *group] if p.is_running()]
+        for p in leftovers:
+            try:
+                p.terminate()
+            except psutil.NoSuchProcess:
+                pass
+        _, alive = psutil.wait_procs(leftovers, timeout=5)
+        for p in alive:
+            try:
+                p.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(alive, timeout=5)
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+
+def _session_members(proc: psutil.Process) -> list[psutil.Process]:
+    try:
+        sid = os.getsid(proc.pid)
+    except ProcessLookupError:
+        return []
+    members = []
+    for p in psutil.process_iter():
+        try:
+            if p.pid != proc.pid and os.getsid(p.pid) == sid:
+                members.append(p)
+        except (ProcessLookupError, PermissionError, psutil.Error):
+            continue
+    return members
+
+
+def port_holder(port: int) -> str | None:
+    """Describes the process listening on `port`, if any process is."""
+    try:
+        connections = psutil.net_connections(kind="inet")
+    except psutil.AccessDenied:
+        connections = []
+    for conn in connections:
+        if conn.laddr and conn.laddr.port == port and conn.status == psutil.CONN_LISTEN:
+            if conn.pid is None:
+                return "another user's process"
+            try:
+                proc = psutil.Process(conn.pid)
+                return f"pid {conn.pid} ({' '.join(proc.cmdline())[:120]})"
+            except psutil.Error:
+                return f"pid {conn.pid}"
+    return None
+
+
+def ensure_port_free(port: int, *, needed_by: str) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+            return
+        except OSError:
+            pass
+    holder = port_holder(port) or "an unknown process"
+    raise StackError(
+        f"port {port}, needed by {needed_by}, is busy: held by {holder}. "
+        f"Stop it, or choose another port (see README: CLICKPULSE_*_PORT)."
+    )
+
+
+def tail(path: Path, lines: int) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return "(no log)"
+
+
+def http_ok(url: str, *, expect: bytes | None = None, timeout: float = 1.0) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            body: bytes = response.read()
+            return response.status == 200 and (expect is None or expect in body)
+    except OSError:
+        return False
+
+
+def tcp_ok(port: int, host: str = "127.0.0.1") -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False

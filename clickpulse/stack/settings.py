@@ -1,0 +1,130 @@
+"""Where the local stack lives, which ports it uses and which credentials it hands out.
+
+Every value can be overridden from the environment (`CLICKPULSE_*`), so a busy port or a CI
+box never needs a code change. Passwords come from the environment when set; otherwise they are
+generated once per state folder and kept in `<state>/secrets.env` (mode 0600), because a local
+stack must not ship a well-known password on a port any local process can reach.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+SECRET_NAMES = (
+    "CLICKPULSE_CH_ADMIN_PASSWORD",
+    "CLICKPULSE_CH_WRITER_PASSWORD",
+    "CLICKPULSE_CH_READER_PASSWORD",
+    "CLICKPULSE_PG_PASSWORD",
+)
+
+
+def _port(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        port = int(raw)
+    except ValueError:
+        raise SystemExit(f"{name}={raw!r} is not a port number") from None
+    if not 0 < port < 65536:
+        raise SystemExit(f"{name}={port} is outside 1..65535")
+    return port
+
+
+@dataclass(frozen=True)
+class Ports:
+    clickhouse_http: int
+    clickhouse_native: int
+    postgres: int
+    otlp_grpc: int
+    otlp_http: int
+    collector_health: int
+
+    @classmethod
+    def from_env(cls) -> Ports:
+        return cls(
+            clickhouse_http=_port("CLICKPULSE_CH_HTTP_PORT", 8123),
+            clickhouse_native=_port("CLICKPULSE_CH_NATIVE_PORT", 9000),
+            postgres=_port("CLICKPULSE_PG_PORT", 5432),
+            otlp_grpc=_port("CLICKPULSE_OTLP_GRPC_PORT", 4317),
+            otlp_http=_port("CLICKPULSE_OTLP_HTTP_PORT", 4318),
+            collector_health=_port("CLICKPULSE_COLLECTOR_HEALTH_PORT", 13133),
+        )
+
+
+@dataclass(frozen=True)
+class Settings:
+    state_dir: Path
+    ports: Ports
+    host: str = "127.0.0.1"
+    pg_database: str = "clickpulse"
+    pg_user: str = "clickpulse"
+    ch_admin_user: str = "admin"
+    ch_writer_user: str = "otel_writer"
+    ch_reader_user: str = "analyst"
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        state = Path(os.environ.get("CLICKPULSE_STATE_DIR", REPO_ROOT / ".stack")).resolve()
+        return cls(state_dir=state, ports=Ports.from_env())
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.state_dir / "run"
+
+    @property
+    def secrets_file(self) -> Path:
+        return self.state_dir / "secrets.env"
+
+    @cached_property
+    def secrets(self) -> dict[str, str]:
+        """Passwords: environment first, then the state folder's file, else new ones."""
+        stored: dict[str, str] = {}
+        if self.secrets_file.exists():
+            for line in self.secrets_file.read_text().splitlines():
+                key, sep, value = line.partition("=")
+                if sep:
+                    stored[key.strip()] = value.strip()
+        values = {
+            name: os.environ.get(name) or stored.get(name) or secrets.token_urlsafe(18)
+            for name in SECRET_NAMES
+        }
+        if values != stored:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.secrets_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.writelines(f"{k}={v}\n" for k, v in values.items())
+        return values
+
+    @property
+    def ch_admin_password(self) -> str:
+        return self.secrets["CLICKPULSE_CH_ADMIN_PASSWORD"]
+
+    @property
+    def ch_writer_password(self) -> str:
+        return self.secrets["CLICKPULSE_CH_WRITER_PASSWORD"]
+
+    @property
+    def ch_reader_password(self) -> str:
+        return self.secrets["CLICKPULSE_CH_READER_PASSWORD"]
+
+    @property
+    def pg_password(self) -> str:
+        return self.secrets["CLICKPULSE_PG_PASSWORD"]
+
+    @property
+    def postgres_dsn(self) -> str:
+        return (
+            f"postgresql://{self.pg_user}:{self.pg_password}@{self.host}:"
+            f"{self.ports.postgres}/{self.pg_database}"
+        )

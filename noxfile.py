@@ -1,0 +1,105 @@
+"""Tasks: `nox -s up | down | status | logs -- NAME | reset | sql -- "SELECT ..." | tests | lint`.
+
+All sessions share one environment, `.venv`, built from pyproject.toml and rebuilt only when
+that file changes: chdb alone is ~500 MB, so one copy per session would be wasteful.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).parent
+VENV = ROOT / ".venv"
+PY = VENV / "bin" / "python"
+STAMP = VENV / ".clickpulse-deps"
+
+nox.options.default_venv_backend = "none"
+nox.options.sessions = ["tests"]
+
+
+def _deps_hash() -> str:
+    return hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+
+
+def _ensure_env(session: nox.Session) -> None:
+    if STAMP.exists() and STAMP.read_text() == _deps_hash() and PY.exists():
+        return
+    uv = shutil.which("uv")
+    if uv:
+        session.run(uv, "venv", "--allow-existing", "--python", sys.executable, str(VENV), external=True)
+        session.run(
+            uv, "pip", "install", "--python", str(PY), "-e", ".[test,lint]",
+            external=True, env={"VIRTUAL_ENV": str(VENV)},
+        )
+    else:
+        session.run(sys.executable, "-m", "venv", str(VENV), external=True)
+        session.run(str(PY), "-m", "pip", "install", "-q", "-e", ".[test,lint]", external=True)
+    STAMP.write_text(_deps_hash())
+
+
+def _stack(session: nox.Session, *args: str) -> None:
+    _ensure_env(session)
+    session.run(str(PY), "-m", "clickpulse.stack", *args, external=True)
+
+
+@nox.session
+def up(session: nox.Session) -> None:
+    """Start the whole local stack (or `-- --compose` for the containers)."""
+    _stack(session, "up", *session.posargs)
+
+
+@nox.session
+def down(session: nox.Session) -> None:
+    """Stop everything `up` started."""
+    _stack(session, "down", *session.posargs)
+
+
+@nox.session
+def status(session: nox.Session) -> None:
+    """Component, pid, address and health of each part of the stack."""
+    _stack(session, "status", *session.posargs)
+
+
+@nox.session
+def logs(session: nox.Session) -> None:
+    """Tail one component's log: `nox -s logs -- clickhouse [-f]`."""
+    if not session.posargs:
+        session.error("name a component: nox -s logs -- clickhouse|postgres|collector [-f]")
+    _stack(session, "logs", *session.posargs)
+
+
+@nox.session
+def reset(session: nox.Session) -> None:
+    """Stop the stack and wipe its data."""
+    _stack(session, "reset")
+
+
+@nox.session
+def sql(session: nox.Session) -> None:
+    """Run a query as the read-only analyst: `nox -s sql -- "SELECT ..."`."""
+    if len(session.posargs) != 1:
+        session.error('give one query: nox -s sql -- "SELECT count() FROM otel.otel_traces"')
+    _stack(session, "sql", session.posargs[0])
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Start the stack (idempotent) and run the test suite against it."""
+    _stack(session, "up")
+    session.run(str(PY), "-m", "pytest", *session.posargs, external=True)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff (format and lint) and mypy --strict."""
+    _ensure_env(session)
+    session.run(str(PY), "-m", "ruff", "format", "--check", ".", external=True)
+    session.run(str(PY), "-m", "ruff", "check", ".", external=True)
+    session.run(str(PY), "-m", "mypy", external=True)
