@@ -7,9 +7,7 @@ that file changes: chdb alone is ~500 MB, so one copy per session would be waste
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -33,10 +31,19 @@ def _ensure_env(session: nox.Session) -> None:
         return
     uv = shutil.which("uv")
     if uv:
-        session.run(uv, "venv", "--allow-existing", "--python", sys.executable, str(VENV), external=True)
         session.run(
-            uv, "pip", "install", "--python", str(PY), "-e", ".[test,lint]",
-            external=True, env={"VIRTUAL_ENV": str(VENV)},
+            uv, "venv", "--allow-existing", "--python", sys.executable, str(VENV), external=True
+        )
+        session.run(
+            uv,
+            "pip",
+            "install",
+            "--python",
+            str(PY),
+            "-e",
+            ".[test,lint]",
+            external=True,
+            env={"VIRTUAL_ENV": str(VENV)},
         )
     else:
         session.run(sys.executable, "-m", "venv", str(VENV), external=True)

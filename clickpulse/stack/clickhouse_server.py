@@ -80,7 +80,7 @@ def serve(data_dir: Path, *, listen_host: str, http_port: int, native_port: int)
     outcome: dict[str, str] = {}
 
     def run() -> None:
-        result = _chdb.query(
+        result = _chdb.query(  # type: ignore[attr-defined]
             f"SYSTEM START LISTEN HTTP; SYSTEM START LISTEN TCP; {BLOCK_QUERY}",
             # Also the default output format of the HTTP handler: the server's is TabSeparated.
             "TabSeparated",
@@ -93,7 +93,9 @@ def serve(data_dir: Path, *, listen_host: str, http_port: int, native_port: int)
     signal.signal(signal.SIGINT, lambda *_: stopping.set())
     worker = threading.Thread(target=run, name="clickhouse", daemon=True)
     worker.start()
-    print(f"clickhouse: listening on {listen_host} http={http_port} native={native_port}", flush=True)
+    print(
+        f"clickhouse: listening on {listen_host} http={http_port} native={native_port}", flush=True
+    )
     while worker.is_alive():
         if stopping.wait(0.5):
             print("clickhouse: stopping", flush=True)

@@ -27,7 +27,7 @@ def manifest_hash() -> str:
 
 
 def binary_path(settings: Settings) -> Path:
-    return settings.state_dir / "collector" / f"build-{manifest_hash()}" / BINARY_NAME
+    return settings.cache_dir / f"collector-{manifest_hash()}" / BINARY_NAME
 
 
 def _go() -> str:
@@ -64,17 +64,15 @@ def ensure_collector(settings: Settings) -> Path:
     if binary.exists():
         return binary
     go = _go()
-    tools = settings.state_dir / "tools"
+    tools = settings.cache_dir / "tools"
     build_dir = binary.parent
     build_dir.mkdir(parents=True, exist_ok=True)
-    log = settings.logs_dir / "collector-build.log"
+    log = settings.cache_dir / "collector-build.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "GOBIN": str(tools), "CGO_ENABLED": "0"}
     builder = tools / "builder"
     if not builder.exists():
-        _run_with_progress(
-            [go, "install", BUILDER_MODULE], env=env, log=log, what="installing ocb"
-        )
+        _run_with_progress([go, "install", BUILDER_MODULE], env=env, log=log, what="installing ocb")
     _run_with_progress(
         [str(builder), "--config", str(MANIFEST), "--output-path", str(build_dir)],
         env=env,

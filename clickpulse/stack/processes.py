@@ -3,6 +3,7 @@ health check, stop with a signal then SIGKILL, and name whoever holds a port we 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -94,24 +95,18 @@ class ManagedProcess:
             self.pid_file.unlink(missing_ok=True)
             return False
         group = _session_members(proc)
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             proc.send_signal(self.stop_signal)
-        except psutil.NoSuchProcess:
-            pass
         _, alive = psutil.wait_procs([proc], timeout=self.stop_timeout)
         # Children (postgres backends, go helpers) get the same treatment, then SIGKILL.
         leftovers = [p for p in [*alive, *group] if p.is_running()]
         for p in leftovers:
-            try:
+            with contextlib.suppress(psutil.NoSuchProcess):
                 p.terminate()
-            except psutil.NoSuchProcess:
-                pass
         _, alive = psutil.wait_procs(leftovers, timeout=5)
         for p in alive:
-            try:
+            with contextlib.suppress(psutil.NoSuchProcess):
                 p.kill()
-            except psutil.NoSuchProcess:
-                pass
         psutil.wait_procs(alive, timeout=5)
         self.pid_file.unlink(missing_ok=True)
         return True

@@ -75,6 +75,11 @@ class Settings:
         return cls(state_dir=state, ports=Ports.from_env())
 
     @property
+    def cache_dir(self) -> Path:
+        """Built tools (the collector binary), shared by every state folder of this checkout."""
+        return Path(os.environ.get("CLICKPULSE_CACHE_DIR", REPO_ROOT / ".stack" / "cache"))
+
+    @property
     def logs_dir(self) -> Path:
         return self.state_dir / "logs"
 

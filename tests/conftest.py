@@ -1,0 +1,64 @@
+"""Fixtures for tests against the running local stack (`nox -s tests` starts it first)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from clickhouse_connect.driver.client import Client
+
+from clickpulse.stack.clickhouse_client import admin_client, reader_client, writer_client
+from clickpulse.stack.settings import Settings
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return Settings.from_env()
+
+
+@pytest.fixture(scope="session")
+def admin(settings: Settings) -> Client:
+    return admin_client(settings)
+
+
+@pytest.fixture(scope="session")
+def reader(settings: Settings) -> Client:
+    return reader_client(settings)
+
+
+@pytest.fixture(scope="session")
+def writer(settings: Settings) -> Client:
+    return writer_client(settings)
+
+
+@pytest.fixture
+def unique_service() -> str:
+    """A service name no other test or run uses, so counts are exact."""
+    return f"test-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def wait_for() -> Callable[..., Any]:
+    def _wait_for(probe: Callable[[], Any], *, timeout: float = 60.0, every: float = 0.5) -> Any:
+        """Polls until `probe()` is truthy; returns its last value either way."""
+        deadline = time.monotonic() + timeout
+        value = probe()
+        while not value and time.monotonic() < deadline:
+            time.sleep(every)
+            value = probe()
+        return value
+
+    return _wait_for
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stack_is_up(settings: Settings) -> Iterator[None]:
+    from clickpulse.stack.components import all_components
+
+    down = [c.name for c in all_components(settings) if not c.process.healthy()]
+    if down:
+        pytest.exit(f"the local stack is not healthy ({', '.join(down)}): run `nox -s up`", 2)
+    yield

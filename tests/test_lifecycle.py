@@ -1,0 +1,150 @@
+"""A second, throw-away stack in its own state folder and ports: restart keeps data, `down`
+leaves no process behind, a busy port is named with its holder, and migrations are safe."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from clickpulse.stack.clickhouse_client import admin_client
+from clickpulse.stack.processes import StackError
+from clickpulse.stack.settings import REPO_ROOT, Settings
+
+PORT_VARS = (
+    "CLICKPULSE_CH_HTTP_PORT",
+    "CLICKPULSE_CH_NATIVE_PORT",
+    "CLICKPULSE_PG_PORT",
+    "CLICKPULSE_OTLP_GRPC_PORT",
+    "CLICKPULSE_OTLP_HTTP_PORT",
+    "CLICKPULSE_COLLECTOR_HEALTH_PORT",
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def isolated_env(tmp_path: Path) -> Iterator[dict[str, str]]:
+    env = {
+        **os.environ,
+        "CLICKPULSE_STATE_DIR": str(tmp_path / "state"),
+        "COLUMNS": "200",
+        **{name: str(_free_port()) for name in PORT_VARS},
+    }
+    for key in list(env):
+        if key.endswith("_PASSWORD"):
+            del env[key]
+    # postgres runs as its own user under root: the folder must be reachable by it.
+    tmp_path.chmod(0o755)
+    yield env
+    subprocess.run(
+        [sys.executable, "-m", "clickpulse.stack", "down"],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        timeout=120,
+    )
+
+
+def _stack(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "clickpulse.stack", *args],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def _settings(env: dict[str, str]) -> Settings:
+    saved = dict(os.environ)
+    os.environ.update(env)
+    try:
+        return Settings.from_env()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _processes_of(state_dir: str) -> list[str]:
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        if state_dir in cmdline:
+            found.append(f"{proc.pid}: {cmdline[:100]}")
+    return found
+
+
+def test_data_survives_down_and_up_and_down_leaves_nothing(isolated_env: dict[str, str]) -> None:
+    up = _stack(isolated_env, "up")
+    assert up.returncode == 0, up.stdout + up.stderr
+    settings = _settings(isolated_env)
+    admin = admin_client(settings)
+    admin.command(
+        "CREATE TABLE IF NOT EXISTS otel.survivor (n UInt32) ENGINE = MergeTree ORDER BY n"
+    )
+    admin.insert("otel.survivor", [[1], [2], [3]], column_names=["n"])
+
+    down = _stack(isolated_env, "down")
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert _processes_of(isolated_env["CLICKPULSE_STATE_DIR"]) == []
+
+    again = _stack(isolated_env, "up")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "already running" not in again.stdout
+    admin = admin_client(settings)
+    assert admin.query("SELECT sum(n) FROM otel.survivor").result_rows[0][0] == 6
+    applied = admin.query("SELECT count() FROM clickpulse_meta.schema_migrations").result_rows
+    assert applied[0][0] == len(list((REPO_ROOT / "clickhouse" / "migrations").glob("*.sql")))
+
+    assert _stack(isolated_env, "down").returncode == 0
+    assert _processes_of(isolated_env["CLICKPULSE_STATE_DIR"]) == []
+    status = _stack(isolated_env, "status")
+    assert status.returncode == 1
+    assert status.stdout.count(" no ") >= 3
+
+
+def test_a_busy_port_is_named_with_its_holder(isolated_env: dict[str, str]) -> None:
+    port = int(isolated_env["CLICKPULSE_CH_HTTP_PORT"])
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", port))
+        squatter.listen()
+        result = _stack(isolated_env, "up")
+    assert result.returncode == 1
+    assert f"port {port}" in result.stdout
+    assert f"pid {os.getpid()}" in result.stdout
+    assert _processes_of(isolated_env["CLICKPULSE_STATE_DIR"]) == []
+
+
+def test_an_applied_migration_cannot_change(tmp_path: Path, admin: object) -> None:
+    from clickpulse.stack import migrations
+
+    folder = tmp_path / "migrations"
+    folder.mkdir()
+    probe = folder / "9001_probe.sql"
+    probe.write_text("-- a probe\nCREATE DATABASE IF NOT EXISTS probe_db;\n")
+    settings = Settings.from_env()
+    client = admin_client(settings)
+    try:
+        assert migrations.apply(client, folder) == ["9001_probe"]
+        assert migrations.apply(client, folder) == []
+        probe.write_text("CREATE DATABASE IF NOT EXISTS probe_db_changed;\n")
+        with pytest.raises(StackError, match="changed after it was applied"):
+            migrations.apply(client, folder)
+    finally:
+        client.command("DROP DATABASE IF EXISTS probe_db")
+        client.command(
+            "ALTER TABLE clickpulse_meta.schema_migrations DELETE WHERE version = '9001_probe'"
+        )
