@@ -228,6 +228,16 @@ class Postgres(Component):
             self._psql(f"ALTER ROLE {s.pg_user} LOGIN PASSWORD '{password}'")
         if not self._psql(f"SELECT 1 FROM pg_database WHERE datname = '{s.pg_database}'"):
             self._psql(f"CREATE DATABASE {s.pg_database} OWNER {s.pg_user}")
+        # The services' schema (alembic through advanced-alchemy), before any service starts.
+        result = subprocess.run(
+            [sys.executable, "-m", "clickpulse_services.common.migrate", "upgrade"],
+            env={**os.environ, **s.service_env()},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise StackError(f"PostgreSQL migrations failed:\n{result.stdout}\n{result.stderr}")
 
 
 class Collector(Component):
@@ -267,6 +277,45 @@ class Collector(Component):
         self.storage.mkdir(parents=True, exist_ok=True)
 
 
+class WebService(Component):
+    """One of the two Litestar services, served by uvicorn."""
+
+    def __init__(self, settings: Settings, name: str, app: str, port: int) -> None:
+        host = settings.host
+        super().__init__(
+            process=_managed(
+                settings,
+                name,
+                argv=[
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    app,
+                    "--host",
+                    host,
+                    "--port",
+                    str(port),
+                    "--no-access-log",
+                    "--timeout-graceful-shutdown",
+                    "10",
+                ],
+                cwd=settings.state_dir,
+                env=settings.service_env(),
+                ports=[port],
+                healthy=lambda: http_ok(f"http://{host}:{port}/health"),
+                start_timeout=60.0,
+            ),
+            address=f"http://{host}:{port} (docs: /docs)",
+        )
+
+
 def all_components(settings: Settings) -> list[Component]:
-    """In start order: ClickHouse before the collector that writes to it."""
-    return [ClickHouse(settings), Postgres(settings), Collector(settings)]
+    """In start order: storage first, then the collector, then the services that need both."""
+    p = settings.ports
+    return [
+        ClickHouse(settings),
+        Postgres(settings),
+        Collector(settings),
+        WebService(settings, "crud-api", "clickpulse_services.crud.app:app", p.crud_api),
+        WebService(settings, "ecommerce-api", "clickpulse_services.shop.app:app", p.ecommerce_api),
+    ]

@@ -45,6 +45,8 @@ class Ports:
     otlp_grpc: int
     otlp_http: int
     collector_health: int
+    crud_api: int
+    ecommerce_api: int
 
     @classmethod
     def from_env(cls) -> Ports:
@@ -55,6 +57,8 @@ class Ports:
             otlp_grpc=_port("CLICKPULSE_OTLP_GRPC_PORT", 4317),
             otlp_http=_port("CLICKPULSE_OTLP_HTTP_PORT", 4318),
             collector_health=_port("CLICKPULSE_COLLECTOR_HEALTH_PORT", 13133),
+            crud_api=_port("CLICKPULSE_CRUD_API_PORT", 8001),
+            ecommerce_api=_port("CLICKPULSE_ECOMMERCE_API_PORT", 8002),
         )
 
 
@@ -130,6 +134,14 @@ class Settings:
     @property
     def postgres_dsn(self) -> str:
         return (
-            f"postgresql://{self.pg_user}:{self.pg_password}@{self.host}:"
+            f"postgresql+asyncpg://{self.pg_user}:{self.pg_password}@{self.host}:"
             f"{self.ports.postgres}/{self.pg_database}"
         )
+
+    def service_env(self) -> dict[str, str]:
+        """What the two web services read (clickpulse_services.common.settings)."""
+        return {
+            "CLICKPULSE_DATABASE_URL": self.postgres_dsn,
+            "CLICKPULSE_OTLP_ENDPOINT": f"http://{self.host}:{self.ports.otlp_grpc}",
+            "CLICKPULSE_CRUD_API_URL": f"http://{self.host}:{self.ports.crud_api}",
+        }

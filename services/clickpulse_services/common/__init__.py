@@ -1,0 +1,1 @@
+"""What both services share: settings, telemetry, database wiring, client identity."""

@@ -1,0 +1,66 @@
+"""Service settings, from `CLICKPULSE_*` environment variables (the stack sets them)."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+from dataclasses import dataclass, field
+from functools import cache
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+# Where a client address comes from decides its region. The load generator draws client
+# addresses from these pools (sent as X-Forwarded-For), so every region shows up in the data.
+DEFAULT_REGIONS: dict[str, str] = {
+    "10.1.0.0/16": "us-east",
+    "10.2.0.0/16": "us-west",
+    "10.3.0.0/16": "eu-west",
+    "10.4.0.0/16": "ap-south",
+    "10.5.0.0/16": "sa-east",
+    "127.0.0.0/8": "local",
+    "::1/128": "local",
+}
+
+
+def _networks(raw: str) -> tuple[IPNetwork, ...]:
+    return tuple(ipaddress.ip_network(item.strip()) for item in raw.split(",") if item.strip())
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    service_name: str
+    database_url: str
+    otlp_endpoint: str
+    crud_api_url: str
+    telemetry_enabled: bool = True
+    trusted_proxies: tuple[IPNetwork, ...] = field(default_factory=tuple)
+    regions: tuple[tuple[IPNetwork, str], ...] = field(default_factory=tuple)
+    metrics_interval_ms: int = 5000
+
+    @classmethod
+    def from_env(cls, service_name: str) -> ServiceSettings:
+        env = os.environ
+        regions_raw = env.get("CLICKPULSE_REGIONS")
+        regions = json.loads(regions_raw) if regions_raw else DEFAULT_REGIONS
+        return cls(
+            service_name=service_name,
+            database_url=env.get(
+                "CLICKPULSE_DATABASE_URL",
+                "postgresql+asyncpg://clickpulse:clickpulse@127.0.0.1:5432/clickpulse",
+            ),
+            otlp_endpoint=env.get("CLICKPULSE_OTLP_ENDPOINT", "http://127.0.0.1:4317"),
+            crud_api_url=env.get("CLICKPULSE_CRUD_API_URL", "http://127.0.0.1:8001"),
+            telemetry_enabled=env.get("CLICKPULSE_TELEMETRY", "on") != "off",
+            # Only these peers may tell us the client's address in X-Forwarded-For.
+            trusted_proxies=_networks(
+                env.get("CLICKPULSE_TRUSTED_PROXIES", "127.0.0.1/32,::1/128")
+            ),
+            regions=tuple((ipaddress.ip_network(cidr), name) for cidr, name in regions.items()),
+            metrics_interval_ms=int(env.get("CLICKPULSE_METRICS_INTERVAL_MS", "5000")),
+        )
+
+
+@cache
+def get_settings(service_name: str) -> ServiceSettings:
+    return ServiceSettings.from_env(service_name)

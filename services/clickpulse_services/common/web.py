@@ -1,0 +1,93 @@
+"""Building blocks both Litestar apps share: pagination parameters, the health endpoint, the
+app factory that wires settings, database, telemetry and error bodies."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from advanced_alchemy.extensions.litestar import SQLAlchemyAsyncConfig
+from litestar import Litestar, Router, get
+from litestar.datastructures import State
+from litestar.openapi.config import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.params import Parameter
+from litestar.response import Response
+from litestar.types import ControllerRouterHandler
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from clickpulse_services.common.database import (
+    EXCEPTION_HANDLERS,
+    sqlalchemy_config,
+    sqlalchemy_plugin,
+)
+from clickpulse_services.common.settings import ServiceSettings
+from clickpulse_services.common.telemetry import ServerSpanMiddleware, Telemetry
+
+MAX_PAGE = 100
+
+Limit = Annotated[
+    int, Parameter(ge=1, le=MAX_PAGE, default=20, description=f"page size, at most {MAX_PAGE}")
+]
+Offset = Annotated[int, Parameter(ge=0, le=10_000_000, default=0, description="rows to skip")]
+
+
+@get("/health", operation_id="health", tags=["health"], include_in_schema=True)
+async def health(db_session: AsyncSession) -> Response[dict[str, str]]:
+    try:
+        await db_session.execute(text("SELECT 1"))
+    except Exception as exc:  # any failure to reach the database means "not ready"
+        return Response({"status": "unavailable", "database": type(exc).__name__}, status_code=503)
+    return Response({"status": "ok", "database": "ok"})
+
+
+def create_app(
+    *,
+    settings: ServiceSettings,
+    title: str,
+    description: str,
+    route_handlers: Sequence[ControllerRouterHandler],
+    extra_state: dict[str, Any] | None = None,
+    on_startup_hooks: Sequence[Any] = (),
+    on_shutdown_hooks: Sequence[Any] = (),
+) -> Litestar:
+    telemetry = Telemetry(settings)
+    db_config: SQLAlchemyAsyncConfig = sqlalchemy_config(settings)
+
+    def pool_checked_out() -> int:
+        pool = db_config.get_engine().pool
+        checked_out = getattr(pool, "checkedout", None)
+        return int(checked_out()) if callable(checked_out) else 0
+
+    telemetry.observe_process(pool_checked_out)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> Any:
+        try:
+            yield
+        finally:
+            telemetry.shutdown()
+
+    plugins: list[Any] = [sqlalchemy_plugin(db_config)]
+    if settings.telemetry_enabled:
+        plugins.append(telemetry.litestar_plugin())
+
+    return Litestar(
+        route_handlers=[health, Router(path="/", route_handlers=list(route_handlers))],
+        plugins=plugins,
+        middleware=[ServerSpanMiddleware],
+        exception_handlers=EXCEPTION_HANDLERS,
+        openapi_config=OpenAPIConfig(
+            title=title,
+            version="1.0.0",
+            description=description,
+            path="/docs",
+            render_plugins=[SwaggerRenderPlugin(path="/")],
+        ),
+        state=State({"settings": settings, "telemetry": telemetry, **(extra_state or {})}),
+        lifespan=[lifespan],
+        on_startup=list(on_startup_hooks),
+        on_shutdown=list(on_shutdown_hooks),
+    )

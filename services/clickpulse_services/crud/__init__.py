@@ -1,0 +1,1 @@
+"""The CRUD API: users, products and demo data."""

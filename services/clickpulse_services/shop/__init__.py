@@ -1,0 +1,1 @@
+"""The e-commerce API: cart, checkout and orders."""

@@ -1,0 +1,251 @@
+"""One controller per resource of the e-commerce API. Callers identify themselves with the
+`X-User-Id` header (this demo has no authentication; a real deployment derives it from a token)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Any
+
+from advanced_alchemy.extensions.litestar.providers import create_service_provider
+from advanced_alchemy.filters import LimitOffset, OrderBy
+from advanced_alchemy.service import OffsetPagination
+from litestar import Controller, Request, delete, get, post, put
+from litestar.di import Provide
+from litestar.exceptions import NotFoundException
+from litestar.params import Parameter
+from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from clickpulse_services.common.client_identity import SESSION_HEADER, USER_HEADER, client_address
+from clickpulse_services.common.models import CartItem, Order
+from clickpulse_services.common.settings import ServiceSettings
+from clickpulse_services.common.telemetry import annotate
+from clickpulse_services.common.web import Limit, Offset
+from clickpulse_services.shop.catalogue import Catalogue
+from clickpulse_services.shop.schemas import (
+    CartAdd,
+    CartLine,
+    CartRead,
+    CartUpdate,
+    OrderCreate,
+    OrderLine,
+    OrderRead,
+)
+from clickpulse_services.shop.services import (
+    CartService,
+    OrderService,
+    checkout,
+    ensure_user,
+    place_order,
+)
+
+UserId = Annotated[
+    int,
+    Parameter(header="X-User-Id", ge=1, le=2**63 - 1, description="the calling user's id"),
+]
+
+
+def _forwarded(request: Request[Any, Any, Any]) -> dict[str, str]:
+    """Headers for calls to the CRUD API: same user and session, and the original client address
+    (this service is a trusted proxy for it)."""
+    settings: ServiceSettings = request.app.state.settings
+    peer = request.client.host if request.client else None
+    address = client_address(peer, request.headers.get("x-forwarded-for"), settings.trusted_proxies)
+    headers = {"x-forwarded-for": address}
+    for name in (USER_HEADER, SESSION_HEADER):
+        if value := request.headers.get(name):
+            headers[name] = value
+    return headers
+
+
+async def _cart(session: AsyncSession, user_id: int) -> CartRead:
+    items = (
+        await session.scalars(
+            select(CartItem).where(CartItem.user_id == user_id).order_by(CartItem.id)
+        )
+    ).all()
+    lines = [
+        CartLine(
+            id=i.id,
+            product_id=i.product_id,
+            quantity=i.quantity,
+            unit_price=i.unit_price,
+            line_total=i.unit_price * i.quantity,
+        )
+        for i in items
+    ]
+    count = sum(line.quantity for line in lines)
+    annotate(cart_items_count=count)
+    return CartRead(
+        user_id=user_id,
+        items=lines,
+        items_count=count,
+        total=sum((line.line_total for line in lines), Decimal("0.00")),
+    )
+
+
+def _order(order: Order) -> OrderRead:
+    return OrderRead(
+        id=order.id,
+        user_id=order.user_id,
+        status=order.status,
+        total=order.total,
+        created_at=order.created_at,
+        items=[
+            OrderLine(product_id=i.product_id, quantity=i.quantity, unit_price=i.unit_price)
+            for i in sorted(order.items, key=lambda i: i.product_id)
+        ],
+    )
+
+
+class CartController(Controller):
+    path = "/cart"
+    tags = ["cart"]
+    dependencies = {"carts": Provide(create_service_provider(CartService))}
+
+    @get(operation_id="GetCart")
+    async def get_cart(self, db_session: AsyncSession, user_id: UserId) -> CartRead:
+        await ensure_user(db_session, user_id)
+        return await _cart(db_session, user_id)
+
+    @post(operation_id="AddToCart", status_code=HTTP_201_CREATED)
+    async def add_to_cart(
+        self,
+        request: Request[Any, Any, Any],
+        db_session: AsyncSession,
+        user_id: UserId,
+        data: CartAdd,
+    ) -> CartRead:
+        await ensure_user(db_session, user_id)
+        catalogue: Catalogue = request.app.state.catalogue
+        product = await catalogue.product(data.product_id, headers=_forwarded(request))
+        annotate(product_id=product.id, product_category=product.category)
+        line = await db_session.scalar(
+            select(CartItem)
+            .where(CartItem.user_id == user_id, CartItem.product_id == product.id)
+            .with_for_update()
+        )
+        if line is None:
+            db_session.add(
+                CartItem(
+                    user_id=user_id,
+                    product_id=product.id,
+                    quantity=data.quantity,
+                    unit_price=product.price,
+                )
+            )
+        else:
+            line.quantity = min(line.quantity + data.quantity, 1000)
+            line.unit_price = product.price
+        await db_session.flush()
+        return await _cart(db_session, user_id)
+
+    @put("/{item_id:int}", operation_id="UpdateCartItem")
+    async def update_cart_item(
+        self, db_session: AsyncSession, user_id: UserId, item_id: int, data: CartUpdate
+    ) -> CartRead:
+        line = await db_session.get(CartItem, item_id, with_for_update=True)
+        if line is None or line.user_id != user_id:
+            raise NotFoundException(detail=f"cart item {item_id} is not in user {user_id}'s cart")
+        line.quantity = data.quantity
+        annotate(product_id=line.product_id)
+        await db_session.flush()
+        return await _cart(db_session, user_id)
+
+    @delete("/{item_id:int}", operation_id="RemoveCartItem", status_code=HTTP_204_NO_CONTENT)
+    async def remove_cart_item(
+        self, db_session: AsyncSession, user_id: UserId, item_id: int
+    ) -> None:
+        line = await db_session.get(CartItem, item_id)
+        if line is None or line.user_id != user_id:
+            raise NotFoundException(detail=f"cart item {item_id} is not in user {user_id}'s cart")
+        annotate(product_id=line.product_id)
+        await db_session.delete(line)
+
+
+class CheckoutController(Controller):
+    path = "/checkout"
+    tags = ["checkout"]
+
+    @post(operation_id="Checkout", status_code=HTTP_201_CREATED)
+    async def checkout(
+        self, request: Request[Any, Any, Any], db_session: AsyncSession, user_id: UserId
+    ) -> OrderRead:
+        await ensure_user(db_session, user_id)
+        catalogue: Catalogue = request.app.state.catalogue
+        product_ids = (
+            await db_session.scalars(
+                select(CartItem.product_id).where(CartItem.user_id == user_id).distinct()
+            )
+        ).all()
+        # The catalogue confirms every product still exists (and joins the trace); prices and
+        # stock are then re-read under lock in the transaction, which is what counts.
+        headers = _forwarded(request)
+        for product_id in sorted(product_ids):
+            await catalogue.product(product_id, headers=headers)
+        order, count = await checkout(db_session, user_id)
+        annotate(order_id=order.id, transaction_amount=float(order.total), cart_items_count=count)
+        if len(order.items) == 1:
+            annotate(product_id=order.items[0].product_id)
+        return _order(order)
+
+
+class OrderController(Controller):
+    path = "/orders"
+    tags = ["orders"]
+    dependencies = {"orders": Provide(create_service_provider(OrderService))}
+
+    @get(operation_id="ListOrders", summary="The user's orders, newest first")
+    async def list_orders(
+        self,
+        orders: OrderService,
+        db_session: AsyncSession,
+        user_id: UserId,
+        limit: Limit,
+        offset: Offset,
+    ) -> OffsetPagination[OrderRead]:
+        await ensure_user(db_session, user_id)
+        page = LimitOffset(limit=limit, offset=offset)
+        results, total = await orders.list_and_count(page, OrderBy("id", "desc"), user_id=user_id)
+        return OffsetPagination(
+            items=[_order(o) for o in results], total=total, limit=limit, offset=offset
+        )
+
+    @post(
+        operation_id="CreateOrder",
+        status_code=HTTP_201_CREATED,
+        summary="Buy the given items directly, without the cart",
+    )
+    async def create_order(
+        self,
+        request: Request[Any, Any, Any],
+        db_session: AsyncSession,
+        user_id: UserId,
+        data: OrderCreate,
+    ) -> OrderRead:
+        await ensure_user(db_session, user_id)
+        catalogue: Catalogue = request.app.state.catalogue
+        lines: dict[int, int] = {}
+        for line in data.items:
+            lines[line.product_id] = min(lines.get(line.product_id, 0) + line.quantity, 100_000)
+        headers = _forwarded(request)
+        for product_id in sorted(lines):
+            await catalogue.product(product_id, headers=headers)
+        order = await place_order(db_session, user_id, lines)
+        annotate(
+            order_id=order.id,
+            transaction_amount=float(order.total),
+            cart_items_count=sum(lines.values()),
+        )
+        return _order(order)
+
+    @get("/{order_id:int}", operation_id="GetOrder")
+    async def get_order(
+        self, db_session: AsyncSession, user_id: UserId, order_id: int
+    ) -> OrderRead:
+        annotate(order_id=order_id)
+        order = await db_session.get(Order, order_id)
+        if order is None or order.user_id != user_id:
+            raise NotFoundException(detail=f"order {order_id} of user {user_id} does not exist")
+        return _order(order)
