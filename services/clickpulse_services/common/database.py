@@ -19,12 +19,13 @@ from advanced_alchemy.extensions.litestar import (
 )
 from litestar import Request, Response
 from litestar.status_codes import (
+    HTTP_400_BAD_REQUEST,
     HTTP_404_NOT_FOUND,
     HTTP_409_CONFLICT,
     HTTP_503_SERVICE_UNAVAILABLE,
 )
 from litestar.types import ExceptionHandlersMap
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, OperationalError
 
 from clickpulse_services.common.settings import ServiceSettings
 
@@ -70,8 +71,14 @@ def _conflict(_: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, A
     return _body(HTTP_409_CONFLICT, _detail(exc, "conflicts with existing data"))
 
 
+def _bad_value(_: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    return _body(HTTP_400_BAD_REQUEST, "a value is out of range for the database")
+
+
 def _repository_error(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     cause = exc.__cause__
+    if isinstance(cause, DataError):
+        return _bad_value(request, exc)
     if isinstance(cause, OperationalError | InterfaceError | OSError) or (
         isinstance(cause, DBAPIError) and cause.connection_invalidated
     ):
@@ -84,6 +91,7 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     DuplicateKeyError: _conflict,
     IntegrityError: _conflict,
     RepositoryError: _repository_error,
+    DataError: _bad_value,
     OperationalError: _database_unavailable,
     InterfaceError: _database_unavailable,
     ConnectionError: _database_unavailable,

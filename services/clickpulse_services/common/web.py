@@ -32,6 +32,8 @@ Limit = Annotated[
     int, Parameter(ge=1, le=MAX_PAGE, default=20, description=f"page size, at most {MAX_PAGE}")
 ]
 Offset = Annotated[int, Parameter(ge=0, le=10_000_000, default=0, description="rows to skip")]
+# Ids are PostgreSQL BIGINTs: a larger number is a client error, not a database error.
+Id = Annotated[int, Parameter(ge=1, le=2**63 - 1)]
 
 
 @get("/health", operation_id="health", tags=["health"], include_in_schema=True)

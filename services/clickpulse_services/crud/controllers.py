@@ -16,7 +16,7 @@ from litestar.di import Provide
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from clickpulse_services.common.telemetry import annotate
-from clickpulse_services.common.web import Limit, Offset
+from clickpulse_services.common.web import Id, Limit, Offset
 from clickpulse_services.crud.schemas import (
     Generated,
     GenerateRequest,
@@ -52,7 +52,7 @@ class UserController(Controller):
         return users.to_schema(user, schema_type=UserRead)
 
     @get("/{user_id:int}", operation_id="GetUser")
-    async def get_user(self, users: UserService, user_id: int) -> UserRead:
+    async def get_user(self, users: UserService, user_id: Id) -> UserRead:
         return users.to_schema(await users.get(user_id), schema_type=UserRead)
 
 
@@ -80,7 +80,7 @@ class ProductController(Controller):
         return products.to_schema(product, schema_type=ProductRead)
 
     @get("/{product_id:int}", operation_id="GetProduct")
-    async def get_product(self, products: ProductService, product_id: int) -> ProductRead:
+    async def get_product(self, products: ProductService, product_id: Id) -> ProductRead:
         annotate(product_id=product_id)
         product = await products.get(product_id)
         annotate(product_category=product.category)
@@ -88,7 +88,7 @@ class ProductController(Controller):
 
     @put("/{product_id:int}", operation_id="UpdateProduct")
     async def update_product(
-        self, products: ProductService, product_id: int, data: ProductUpdate
+        self, products: ProductService, product_id: Id, data: ProductUpdate
     ) -> ProductRead:
         annotate(product_id=product_id)
         changes = {k: v for k, v in msgspec.structs.asdict(data).items() if v is not msgspec.UNSET}
@@ -97,7 +97,7 @@ class ProductController(Controller):
         return products.to_schema(product, schema_type=ProductRead)
 
     @delete("/{product_id:int}", operation_id="DeleteProduct", status_code=HTTP_204_NO_CONTENT)
-    async def delete_product(self, products: ProductService, product_id: int) -> None:
+    async def delete_product(self, products: ProductService, product_id: Id) -> None:
         annotate(product_id=product_id)
         await products.delete(product_id, auto_commit=True)
 

@@ -11,7 +11,20 @@ import msgspec
 Email = Annotated[str, msgspec.Meta(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=320)]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 Category = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[a-z0-9_-]+$")]
-Price = Annotated[Decimal, msgspec.Meta(ge=0, le=1_000_000)]
+# msgspec cannot bound a Decimal with Meta; `_check_price` does, in __post_init__.
+Price = Annotated[Decimal, msgspec.Meta(description="0 to 1000000, at most 2 decimals")]
+MAX_PRICE = Decimal(1_000_000)
+
+
+def _check_price(price: Decimal | msgspec.UnsetType) -> None:
+    if isinstance(price, msgspec.UnsetType):
+        return
+    if not price.is_finite() or not Decimal(0) <= price <= MAX_PRICE:
+        raise ValueError("price must be between 0 and 1000000")
+    if price.as_tuple().exponent < -2:  # type: ignore[operator]
+        raise ValueError("price has more than 2 decimals")
+
+
 Stock = Annotated[int, msgspec.Meta(ge=0, le=1_000_000_000)]
 Region = Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
 
@@ -36,12 +49,18 @@ class ProductCreate(msgspec.Struct, forbid_unknown_fields=True):
     price: Price
     stock: Stock = 0
 
+    def __post_init__(self) -> None:
+        _check_price(self.price)
+
 
 class ProductUpdate(msgspec.Struct, forbid_unknown_fields=True):
     name: Name | msgspec.UnsetType = msgspec.UNSET
     category: Category | msgspec.UnsetType = msgspec.UNSET
     price: Price | msgspec.UnsetType = msgspec.UNSET
     stock: Stock | msgspec.UnsetType = msgspec.UNSET
+
+    def __post_init__(self) -> None:
+        _check_price(self.price)
 
 
 class ProductRead(msgspec.Struct):

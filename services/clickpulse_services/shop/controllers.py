@@ -21,7 +21,7 @@ from clickpulse_services.common.client_identity import SESSION_HEADER, USER_HEAD
 from clickpulse_services.common.models import CartItem, Order
 from clickpulse_services.common.settings import ServiceSettings
 from clickpulse_services.common.telemetry import annotate
-from clickpulse_services.common.web import Limit, Offset
+from clickpulse_services.common.web import Id, Limit, Offset
 from clickpulse_services.shop.catalogue import Catalogue
 from clickpulse_services.shop.schemas import (
     CartAdd,
@@ -143,7 +143,7 @@ class CartController(Controller):
 
     @put("/{item_id:int}", operation_id="UpdateCartItem")
     async def update_cart_item(
-        self, db_session: AsyncSession, user_id: UserId, item_id: int, data: CartUpdate
+        self, db_session: AsyncSession, user_id: UserId, item_id: Id, data: CartUpdate
     ) -> CartRead:
         line = await db_session.get(CartItem, item_id, with_for_update=True)
         if line is None or line.user_id != user_id:
@@ -155,7 +155,7 @@ class CartController(Controller):
 
     @delete("/{item_id:int}", operation_id="RemoveCartItem", status_code=HTTP_204_NO_CONTENT)
     async def remove_cart_item(
-        self, db_session: AsyncSession, user_id: UserId, item_id: int
+        self, db_session: AsyncSession, user_id: UserId, item_id: Id
     ) -> None:
         line = await db_session.get(CartItem, item_id)
         if line is None or line.user_id != user_id:
@@ -241,9 +241,7 @@ class OrderController(Controller):
         return _order(order)
 
     @get("/{order_id:int}", operation_id="GetOrder")
-    async def get_order(
-        self, db_session: AsyncSession, user_id: UserId, order_id: int
-    ) -> OrderRead:
+    async def get_order(self, db_session: AsyncSession, user_id: UserId, order_id: Id) -> OrderRead:
         annotate(order_id=order_id)
         order = await db_session.get(Order, order_id)
         if order is None or order.user_id != user_id:
