@@ -8,6 +8,8 @@ import sys
 
 from clickpulse.stack.settings import REPO_ROOT
 
+NAMES = ("clickhouse", "postgres", "collector", "crud-api", "ecommerce-api")
+
 
 def stack(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -23,7 +25,7 @@ def stack(*args: str) -> subprocess.CompletedProcess[str]:
 def test_status_shows_every_component_healthy() -> None:
     result = stack("status")
     assert result.returncode == 0, result.stdout + result.stderr
-    for name in ("clickhouse", "postgres", "collector"):
+    for name in NAMES:
         line = next(line for line in result.stdout.splitlines() if f" {name} " in line)
         assert "yes" in line and "127.0.0.1" in line
 
@@ -31,7 +33,7 @@ def test_status_shows_every_component_healthy() -> None:
 def test_up_is_idempotent() -> None:
     result = stack("up")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.count("already running") == 3
+    assert result.stdout.count("already running") == len(NAMES)
 
 
 def test_sql_prints_a_table_as_the_reader() -> None:
@@ -55,4 +57,4 @@ def test_sql_errors_are_clear_and_write_nothing() -> None:
 def test_logs_of_an_unknown_component_names_the_known_ones() -> None:
     result = stack("logs", "grafanaa")
     assert result.returncode == 1
-    assert "clickhouse, postgres, collector" in result.stdout
+    assert ", ".join(NAMES) in result.stdout

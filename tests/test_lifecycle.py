@@ -24,6 +24,8 @@ PORT_VARS = (
     "CLICKPULSE_OTLP_GRPC_PORT",
     "CLICKPULSE_OTLP_HTTP_PORT",
     "CLICKPULSE_COLLECTOR_HEALTH_PORT",
+    "CLICKPULSE_CRUD_API_PORT",
+    "CLICKPULSE_ECOMMERCE_API_PORT",
 )
 
 
@@ -113,7 +115,7 @@ def test_data_survives_down_and_up_and_down_leaves_nothing(isolated_env: dict[st
     assert _processes_of(isolated_env["CLICKPULSE_STATE_DIR"]) == []
     status = _stack(isolated_env, "status")
     assert status.returncode == 1
-    assert status.stdout.count(" no ") >= 3
+    assert status.stdout.count(" no ") >= 5
 
 
 def test_a_busy_port_is_named_with_its_holder(isolated_env: dict[str, str]) -> None:

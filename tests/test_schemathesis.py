@@ -23,6 +23,9 @@ def test_generated_requests_never_get_a_5xx(settings: Settings, tmp_path: Path) 
                 "not_a_server_error",
                 "--max-examples",
                 "40",
+                # The stateful phase of this schemathesis release crashes on integer headers.
+                "--phases",
+                "examples,coverage,fuzzing",
                 "--request-timeout",
                 "30",
                 "--seed",

@@ -59,7 +59,8 @@ def _rows(
 ) -> list[dict[str, Any]]:
     def fetch() -> list[dict[str, Any]]:
         result = reader.query(
-            "SELECT * FROM analytics.request_metrics WHERE session_id = {s:String} ORDER BY timestamp",
+            "SELECT * FROM analytics.request_metrics WHERE session_id = {s:String} "
+            "ORDER BY timestamp",
             parameters={"s": session_id},
         )
         return [dict(zip(result.column_names, row, strict=True)) for row in result.result_rows]
@@ -232,7 +233,7 @@ def test_fifty_concurrent_checkouts_for_the_last_unit_sell_it_once(
             "/cart",
             {"headers": {"X-User-Id": "1"}, "content": b"[1,"},
             400,
-            "malformed",
+            "truncated",
         ),
         (
             "shop",

@@ -1,0 +1,83 @@
+"""The seed's example queries (clickhouse/queries/) and the per-minute rollup, run as the
+read-only analyst against what the services produced."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from clickhouse_connect.driver.client import Client
+
+from clickpulse.stack.settings import REPO_ROOT, Settings
+
+QUERIES = REPO_ROOT / "clickhouse" / "queries"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def traffic(settings: Settings) -> Iterator[None]:
+    """A user who browses and buys, so every query has rows to return."""
+    crud = httpx.Client(base_url=f"http://{settings.host}:{settings.ports.crud_api}")
+    shop = httpx.Client(base_url=f"http://{settings.host}:{settings.ports.ecommerce_api}")
+    user = crud.post("/users", json={"email": f"q{id(crud)}@example.com", "name": "Q"}).json()
+    product = crud.post(
+        "/products", json={"name": "Query Lamp", "category": "home", "price": "12.00", "stock": 5}
+    ).json()
+    headers = {"X-User-Id": str(user["id"])}
+    shop.post("/cart", json={"product_id": product["id"], "quantity": 2}, headers=headers)
+    assert shop.post("/checkout", headers=headers).status_code == 201
+    yield
+    crud.close()
+    shop.close()
+
+
+def _run(reader: Client, name: str) -> tuple[list[str], list[Any]]:
+    result = reader.query((QUERIES / f"{name}.sql").read_text())
+    return list(result.column_names), list(result.result_rows)
+
+
+def test_requests_per_minute(reader: Client, wait_for: Callable[..., Any]) -> None:
+    wait_for(lambda: _run(reader, "requests_per_minute")[1])
+    columns, rows = _run(reader, "requests_per_minute")
+    assert columns == ["minute", "requests"]
+    assert rows and all(count > 0 for _, count in rows)
+    assert [m for m, _ in rows] == sorted(m for m, _ in rows)
+
+
+def test_top_endpoints_by_latency(reader: Client) -> None:
+    columns, rows = _run(reader, "top_endpoints_by_latency")
+    assert columns == ["endpoint", "avg_latency", "p95_latency"]
+    endpoints = {row[0] for row in rows}
+    assert "POST /checkout" in endpoints
+    assert "GET /products/{product_id}" in endpoints
+    assert all(avg > 0 and p95 > 0 for _, avg, p95 in rows)
+    assert [avg for _, avg, _ in rows] == sorted((avg for _, avg, _ in rows), reverse=True)
+
+
+def test_revenue_per_hour(reader: Client, wait_for: Callable[..., Any]) -> None:
+    wait_for(lambda: _run(reader, "revenue_per_hour")[1])
+    columns, rows = _run(reader, "revenue_per_hour")
+    assert columns == ["hour", "revenue"]
+    assert sum(revenue for _, revenue in rows) >= 24.0
+
+
+def test_the_minute_rollup_agrees_with_the_raw_rows(reader: Client) -> None:
+    raw = reader.query(
+        "SELECT count(), countIf(status_code >= 500), sumIf(transaction_amount, status_code < 400),"
+        " uniqExactIf(user_id, user_id != '') FROM analytics.request_metrics"
+    ).result_rows[0]
+    rolled = reader.query(
+        "SELECT sum(requests), sum(server_errors), sum(revenue), uniqMerge(users)"
+        " FROM analytics.request_metrics_1m"
+    ).result_rows[0]
+    assert rolled[0] == raw[0]
+    assert rolled[1] == raw[1]
+    assert rolled[2] == pytest.approx(raw[2])
+    # uniq is an estimate; exact up to tens of thousands of users.
+    assert rolled[3] == pytest.approx(raw[3], rel=0.02)
+    p50, p95, p99 = reader.query(
+        "SELECT quantilesMerge(0.5, 0.95, 0.99)(latency_quantiles)"
+        " FROM analytics.request_metrics_1m"
+    ).result_rows[0][0]
+    assert 0 < p50 <= p95 <= p99
