@@ -1,4 +1,5 @@
-"""Tasks: `nox -s up | down | status | logs -- NAME | reset | sql -- "SELECT ..." | tests | lint`.
+"""Tasks: `nox -s up | down | status | logs -- NAME | reset | sql -- "SELECT ..." | load | tests
+| lint`.
 
 All sessions share one environment, `.venv`, built from pyproject.toml and rebuilt only when
 that file changes: chdb alone is ~500 MB, so one copy per session would be wasteful.
@@ -94,6 +95,14 @@ def sql(session: nox.Session) -> None:
     if len(session.posargs) != 1:
         session.error('give one query: nox -s sql -- "SELECT count() FROM otel.otel_traces"')
     _stack(session, "sql", session.posargs[0])
+
+
+@nox.session
+def load(session: nox.Session) -> None:
+    """Play load/config.yaml with k6 against the running stack, then audit what landed:
+    `nox -s load -- --rps 50 --duration 30s --config FILE`."""
+    _ensure_env(session)
+    session.run(str(PY), "-m", "clickpulse_load", *session.posargs, external=True)
 
 
 @nox.session

@@ -295,3 +295,31 @@ def test_both_services_serve_openapi_docs(crud: httpx.Client, shop: httpx.Client
         spec = client.get("/docs/openapi.json").json()
         assert path in spec["paths"]
         assert client.get("/docs").status_code == 200
+
+
+def test_process_and_pool_metrics_land_per_service(
+    reader: Client, wait_for: Callable[..., Any]
+) -> None:
+    wanted = {"process.cpu.utilization", "process.memory.usage", "db.client.connection.count"}
+
+    def landed() -> dict[str, set[str]]:
+        rows = reader.query(
+            "SELECT ServiceName, groupUniqArray(MetricName) FROM otel.otel_metrics_gauge"
+            " WHERE ServiceName IN ('crud-api', 'ecommerce-api') GROUP BY ServiceName"
+        ).result_rows
+        return {service: set(names) for service, names in rows}
+
+    result = wait_for(
+        lambda: (
+            (r := landed())
+            and all(wanted <= r.get(s, set()) for s in ("crud-api", "ecommerce-api"))
+            and r
+        ),
+        timeout=30,
+    )
+    assert result, landed()
+    memory = reader.query(
+        "SELECT max(Value) FROM otel.otel_metrics_gauge"
+        " WHERE ServiceName = 'crud-api' AND MetricName = 'process.memory.usage'"
+    ).result_rows[0][0]
+    assert 10_000_000 < memory < 4_000_000_000

@@ -26,6 +26,8 @@ CREATE TABLE IF NOT EXISTS analytics.request_metrics (
     run_id LowCardinality(String) CODEC(ZSTD(1)),
     trace_id String CODEC(ZSTD(1)),
     span_id String CODEC(ZSTD(1)),
+    -- When the row became queryable: end-to-end visibility lag = ingested_at - request end.
+    ingested_at DateTime64(3) DEFAULT now64(3) CODEC(Delta, ZSTD(1)),
     INDEX idx_trace_id trace_id TYPE bloom_filter(0.001) GRANULARITY 1,
     INDEX idx_session_id session_id TYPE bloom_filter(0.01) GRANULARITY 1,
     INDEX idx_user_id user_id TYPE bloom_filter(0.01) GRANULARITY 1,

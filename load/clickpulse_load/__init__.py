@@ -1,0 +1,1 @@
+"""The load generator: k6 scenarios driven by a Python runner, with an ingestion audit."""

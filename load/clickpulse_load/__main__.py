@@ -1,0 +1,5 @@
+import sys
+
+from clickpulse_load.runner import main
+
+sys.exit(main())

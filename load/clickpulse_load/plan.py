@@ -1,0 +1,116 @@
+"""Turns a validated LoadConfig into the plan k6 plays: seeds demo data if the services have
+too little, collects the ids sessions use, and expands endpoints per method."""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+from typing import Any
+
+import httpx
+
+from clickpulse_load.config import LoadConfig
+
+MAX_IDS = 5000
+
+
+def _ids(client: httpx.Client, path: str, wanted: int) -> list[int]:
+    ids: list[int] = []
+    offset = 0
+    while len(ids) < min(wanted, MAX_IDS):
+        page = client.get(path, params={"limit": 100, "offset": offset})
+        page.raise_for_status()
+        items = page.json()["items"]
+        if not items:
+            break
+        ids.extend(item["id"] for item in items)
+        offset += 100
+    return ids
+
+
+def _ensure(client: httpx.Client, path: str, generate: str, wanted: int) -> list[int]:
+    total = client.get(path, params={"limit": 1}).raise_for_status().json()["total"]
+    missing = wanted - total
+    while missing > 0:
+        count = min(missing, 1000)
+        client.post(generate, json={"count": count}).raise_for_status()
+        missing -= count
+    return _ids(client, path, wanted)
+
+
+def seed_ids(config: LoadConfig) -> tuple[list[int], list[int]]:
+    crud = config.endpoints.get("crud_service")
+    if crud is None:
+        raise ValueError("endpoints.crud_service is needed to find users and products")
+    with httpx.Client(base_url=crud.base_url.rstrip("/"), timeout=60) as client:
+        users = _ensure(client, "/users", "/demo/generate-users", config.simulation.seed_users)
+        products = _ensure(
+            client, "/products", "/demo/generate-products", config.simulation.seed_products
+        )
+    return users, products
+
+
+def build_plan(
+    config: LoadConfig, *, run_id: str, user_ids: list[int], product_ids: list[int]
+) -> dict[str, Any]:
+    sim = config.simulation
+    think = [
+        (t.think_time_seconds[0] + t.think_time_seconds[1]) / 2
+        for t in config.user_types
+        if t.weight > 0
+    ]
+    # Little's law: VUs busy = arrival rate x time per iteration (think + a latency margin).
+    busy = sim.requests_per_second * (max(think, default=0) + 0.5)
+    regions = []
+    for name, region in config.regions.items():
+        network = ipaddress.ip_network(region.pool)
+        if network.version != 4:
+            raise ValueError(f"regions.{name}.pool: the k6 scenario draws IPv4 addresses only")
+        regions.append(
+            {
+                "name": name,
+                "weight": region.weight,
+                "first": int(network.network_address) + (1 if network.num_addresses > 2 else 0),
+                "size": max(1, network.num_addresses - 2),
+            }
+        )
+    endpoints = [
+        {
+            "service": service,
+            "base_url": spec.base_url.rstrip("/"),
+            "path": endpoint.path,
+            "method": method,
+            "weight": endpoint.weight / len(endpoint.methods),
+            "user_types": endpoint.user_types,
+        }
+        for service, spec in config.endpoints.items()
+        for endpoint in spec.endpoints
+        for method in endpoint.methods
+    ]
+    duration = config.duration_s or 24 * 3600  # 0 = until stopped
+    return {
+        "run_id": run_id,
+        "rps": sim.requests_per_second,
+        "duration_s": math.ceil(duration),
+        "ramp_up_s": math.ceil(config.ramp_up_s),
+        "max_vus": sim.workers,
+        "pre_allocated_vus": max(1, min(sim.workers, math.ceil(busy))),
+        "conversion": sim.checkout_conversion,
+        "skew": sim.product_popularity_skew,
+        "user_ids": user_ids,
+        "product_ids": product_ids,
+        "regions": regions,
+        "user_types": [
+            {
+                "name": t.name,
+                "weight": t.weight,
+                "requests_min": t.requests_per_session[0],
+                "requests_max": t.requests_per_session[1],
+                "think_min": t.think_time_seconds[0],
+                "think_max": t.think_time_seconds[1],
+            }
+            for t in config.user_types
+        ],
+        "endpoints": endpoints,
+        "thresholds": {metric: [rule] for metric, rule in config.thresholds.items()},
+    }
