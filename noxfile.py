@@ -18,6 +18,7 @@ ROOT = Path(__file__).parent
 VENV = ROOT / ".venv"
 PY = VENV / "bin" / "python"
 STAMP = VENV / ".clickpulse-deps"
+EXTRAS = ".[stack,services,load,test,lint]"
 
 nox.options.default_venv_backend = "none"
 nox.options.sessions = ["tests"]
@@ -42,13 +43,13 @@ def _ensure_env(session: nox.Session) -> None:
             "--python",
             str(PY),
             "-e",
-            ".[test,lint]",
+            EXTRAS,
             external=True,
             env={"VIRTUAL_ENV": str(VENV)},
         )
     else:
         session.run(sys.executable, "-m", "venv", str(VENV), external=True)
-        session.run(str(PY), "-m", "pip", "install", "-q", "-e", ".[test,lint]", external=True)
+        session.run(str(PY), "-m", "pip", "install", "-q", "-e", EXTRAS, external=True)
     STAMP.write_text(_deps_hash())
 
 

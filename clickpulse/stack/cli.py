@@ -98,6 +98,15 @@ def sql(settings: Settings, query: str) -> None:
     console.print(f"{len(result.result_rows)} row(s)", style="dim")
 
 
+def migrate(settings: Settings) -> None:
+    """Applies the ClickHouse migrations only (compose runs this as a one-shot service)."""
+    from clickpulse.stack import migrations
+    from clickpulse.stack.clickhouse_client import admin_client
+
+    applied = migrations.apply(admin_client(settings))
+    console.print(f"applied: {', '.join(applied) or 'nothing pending'}")
+
+
 def compose(action: str) -> None:
     docker = shutil.which("docker")
     if docker is None:
@@ -116,6 +125,7 @@ def main(argv: list[str] | None = None) -> None:
         p = sub.add_parser(name)
         p.add_argument("--compose", action="store_true", help="use compose.yaml (Docker)")
     sub.add_parser("reset")
+    sub.add_parser("migrate", help="apply the ClickHouse migrations to a running server")
     p_logs = sub.add_parser("logs")
     p_logs.add_argument("name")
     p_logs.add_argument("-f", "--follow", action="store_true")
@@ -134,6 +144,8 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(0 if status(settings) else 1)
         elif args.command == "logs":
             logs(settings, args.name, args.follow)
+        elif args.command == "migrate":
+            migrate(settings)
         elif args.command == "reset":
             reset(settings)
         elif args.command == "sql":

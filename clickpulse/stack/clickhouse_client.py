@@ -10,7 +10,7 @@ from clickpulse.stack.settings import Settings
 
 def _client(settings: Settings, user: str, password: str) -> Client:
     return clickhouse_connect.get_client(
-        host=settings.host,
+        host=settings.ch_host,
         port=settings.ports.clickhouse_http,
         username=user,
         password=password,

@@ -79,6 +79,11 @@ class Settings:
         return cls(state_dir=state, ports=Ports.from_env())
 
     @property
+    def ch_host(self) -> str:
+        """Where ClickHouse answers; another host than ours only under compose."""
+        return os.environ.get("CLICKPULSE_CH_HOST", self.host)
+
+    @property
     def cache_dir(self) -> Path:
         """Built tools (the collector binary), shared by every state folder of this checkout."""
         return Path(os.environ.get("CLICKPULSE_CACHE_DIR", REPO_ROOT / ".stack" / "cache"))

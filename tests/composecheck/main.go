@@ -1,0 +1,31 @@
+// Loads compose.yaml with compose-go, the loader Docker Compose itself uses (schema validation,
+// interpolation, anchors), and prints the services as JSON: the tests check it without Docker.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+
+	"github.com/compose-spec/compose-go/v2/cli"
+)
+
+func main() {
+	opts, err := cli.NewProjectOptions([]string{os.Args[1]}, cli.WithName("clickpulse"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	project, err := opts.LoadProject(context.Background())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	out, err := json.Marshal(project.Services)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	fmt.Println(string(out))
+}

@@ -1,0 +1,70 @@
+"""compose.yaml, loaded by compose-go (the loader Docker Compose uses), since no Docker engine
+runs here: it must be valid and run the same components with the same config files."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from clickpulse.stack.settings import REPO_ROOT
+
+LONG_RUNNING = {"clickhouse", "postgres", "collector", "crud-api", "ecommerce-api", "grafana"}
+
+
+@pytest.fixture(scope="module")
+def services() -> dict[str, Any]:
+    result = subprocess.run(
+        ["go", "run", ".", str(REPO_ROOT / "compose.yaml")],
+        cwd=REPO_ROOT / "tests" / "composecheck",
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    loaded: dict[str, Any] = json.loads(result.stdout)
+    return loaded
+
+
+def test_every_component_runs_with_a_health_check(services: dict[str, Any]) -> None:
+    assert set(services) >= LONG_RUNNING
+    for name in LONG_RUNNING:
+        assert services[name].get("healthcheck", {}).get("test"), name
+
+
+def test_ports_are_published_on_loopback_only(services: dict[str, Any]) -> None:
+    for name, service in services.items():
+        for port in service.get("ports", []):
+            assert port["host_ip"] == "127.0.0.1", (name, port)
+
+
+def test_config_files_are_the_local_stacks_own(services: dict[str, Any]) -> None:
+    mounts = {
+        (name, m["target"]): m["source"]
+        for name, service in services.items()
+        for m in service.get("volumes", [])
+        if m["type"] == "bind"
+    }
+    for source in mounts.values():
+        assert Path(source).exists(), source
+    assert mounts[("clickhouse", "/etc/clickhouse-server/users.xml")].endswith(
+        "clickhouse/users.xml"
+    )
+    assert mounts[("collector", "/etc/otelcol/config.yaml")].endswith("otel-collector/config.yaml")
+    dockerfile = (REPO_ROOT / "otel-collector" / "Dockerfile").read_text()
+    assert "COPY builder-config.yaml" in dockerfile
+
+
+def test_the_collector_gets_every_variable_its_config_reads(services: dict[str, Any]) -> None:
+    config = (REPO_ROOT / "otel-collector" / "config.yaml").read_text()
+    wanted = set(re.findall(r"\$\{env:([A-Z0-9_]+)\}", config))
+    assert wanted
+    assert wanted <= set(services["collector"]["environment"])
+    for variable in re.findall(
+        r'from_env="([A-Z0-9_]+)"', (REPO_ROOT / "clickhouse" / "users.xml").read_text()
+    ):
+        assert variable in services["clickhouse"]["environment"]
