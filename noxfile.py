@@ -1,5 +1,5 @@
-"""Tasks: `nox -s up | down | status | logs -- NAME | reset | sql -- "SELECT ..." | load | tests
-| lint`.
+"""Tasks: `nox -s up | down | status | logs -- NAME | reset | sql -- "SELECT ..." | load | report
+| tests | lint`.
 
 All sessions share one environment, `.venv`, built from pyproject.toml and rebuilt only when
 that file changes: chdb alone is ~500 MB, so one copy per session would be wasteful.
@@ -18,7 +18,7 @@ ROOT = Path(__file__).parent
 VENV = ROOT / ".venv"
 PY = VENV / "bin" / "python"
 STAMP = VENV / ".clickpulse-deps"
-EXTRAS = ".[stack,services,load,test,lint]"
+EXTRAS = ".[stack,services,load,report,test,lint]"
 
 nox.options.default_venv_backend = "none"
 nox.options.sessions = ["tests"]
@@ -104,6 +104,14 @@ def load(session: nox.Session) -> None:
     `nox -s load -- --rps 50 --duration 30s --config FILE`."""
     _ensure_env(session)
     session.run(str(PY), "-m", "clickpulse_load", *session.posargs, external=True)
+
+
+@nox.session
+def report(session: nox.Session) -> None:
+    """The dashboards as one HTML page and a PNG each, without Grafana:
+    `nox -s report -- --from now-6h --to now --out reports/`."""
+    _ensure_env(session)
+    session.run(str(PY), "-m", "clickpulse_grafana", "report", *session.posargs, external=True)
 
 
 @nox.session

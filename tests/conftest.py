@@ -62,3 +62,40 @@ def _stack_is_up(settings: Settings) -> Iterator[None]:
     if down:
         pytest.exit(f"the local stack is not healthy ({', '.join(down)}): run `nox -s up`", 2)
     yield
+
+
+@pytest.fixture(scope="session")
+def traffic(settings: Settings, reader: Client) -> dict[str, Any]:
+    """A user who views a product, fills a cart and checks out, from eu-west; returns once
+    the checkout is queryable in ClickHouse."""
+    import httpx
+
+    session_id = f"traffic-{uuid.uuid4().hex[:12]}"
+    headers = {"X-Session-Id": session_id, "X-Forwarded-For": "10.3.1.1"}
+    with (
+        httpx.Client(base_url=f"http://{settings.host}:{settings.ports.crud_api}") as crud,
+        httpx.Client(base_url=f"http://{settings.host}:{settings.ports.ecommerce_api}") as shop,
+    ):
+        user = crud.post(
+            "/users", json={"email": f"{session_id}@example.com", "name": "Traffic"}
+        ).json()
+        product = crud.post(
+            "/products",
+            json={"name": "Traffic Lamp", "category": "home", "price": "12.00", "stock": 50},
+        ).json()
+        headers["X-User-Id"] = str(user["id"])
+        assert crud.get(f"/products/{product['id']}", headers=headers).status_code == 200
+        shop.post("/cart", json={"product_id": product["id"], "quantity": 2}, headers=headers)
+        order = shop.post("/checkout", headers=headers)
+        assert order.status_code == 201, order.text
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        landed = reader.query(
+            "SELECT count() FROM analytics.request_metrics WHERE session_id = {s:String}"
+            " AND endpoint = '/checkout'",
+            parameters={"s": session_id},
+        ).result_rows[0][0]
+        if landed:
+            break
+        time.sleep(0.2)
+    return {"session_id": session_id, "user": user, "product": product, "order": order.json()}

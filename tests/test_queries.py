@@ -3,33 +3,20 @@ read-only analyst against what the services produced."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-import httpx
 import pytest
 from clickhouse_connect.driver.client import Client
 
-from clickpulse.stack.settings import REPO_ROOT, Settings
+from clickpulse.stack.settings import REPO_ROOT
 
 QUERIES = REPO_ROOT / "clickhouse" / "queries"
 
 
 @pytest.fixture(scope="module", autouse=True)
-def traffic(settings: Settings) -> Iterator[None]:
-    """A user who browses and buys, so every query has rows to return."""
-    crud = httpx.Client(base_url=f"http://{settings.host}:{settings.ports.crud_api}")
-    shop = httpx.Client(base_url=f"http://{settings.host}:{settings.ports.ecommerce_api}")
-    user = crud.post("/users", json={"email": f"q{id(crud)}@example.com", "name": "Q"}).json()
-    product = crud.post(
-        "/products", json={"name": "Query Lamp", "category": "home", "price": "12.00", "stock": 5}
-    ).json()
-    headers = {"X-User-Id": str(user["id"])}
-    shop.post("/cart", json={"product_id": product["id"], "quantity": 2}, headers=headers)
-    assert shop.post("/checkout", headers=headers).status_code == 201
-    yield
-    crud.close()
-    shop.close()
+def _traffic(traffic: dict[str, Any]) -> None:
+    """Every query below needs a user who browsed and bought."""
 
 
 def _run(reader: Client, name: str) -> tuple[list[str], list[Any]]:

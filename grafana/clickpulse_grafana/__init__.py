@@ -1,0 +1,1 @@
+"""Grafana dashboards as code, the ClickHouse plugin's macros, and the offline report."""

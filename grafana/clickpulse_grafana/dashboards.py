@@ -1,0 +1,508 @@
+"""The three dashboards (Overview, Performance, Business) as code. `python -m
+clickpulse_grafana build` writes grafana/dashboards/*.json; a test checks the committed JSON is
+exactly what this module generates. Wide time ranges read the per-minute rollup."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+DASHBOARDS_DIR = Path(__file__).resolve().parent.parent / "dashboards"
+DATASOURCE = {"type": "grafana-clickhouse-datasource", "uid": "clickpulse-clickhouse"}
+SCHEMA_VERSION = 41
+
+PanelType = Literal["timeseries", "table", "stat", "piechart", "barchart", "bargauge"]
+Shape = Literal["timeseries", "table", "value"]
+
+SERVICE = "$__conditionalAll(service_name IN (${service:sqlstring}), $service)"
+ENDPOINT = "$__conditionalAll(endpoint IN (${endpoint:sqlstring}), $endpoint)"
+REGION = "$__conditionalAll(region IN (${region:sqlstring}), $region)"
+FILTERS = f"{SERVICE} AND {ENDPOINT} AND {REGION}"
+# The rollup has one row per minute: never group it finer than that.
+STEP = "greatest($__interval_s, 60)"
+BUCKET = f"toStartOfInterval(minute, INTERVAL {STEP} second)"
+ROLLUP = "analytics.request_metrics_1m"
+RAW = "analytics.request_metrics"
+
+
+@dataclass(frozen=True)
+class Panel:
+    title: str
+    type: PanelType
+    sql: str
+    shape: Shape
+    width: int = 12
+    height: int = 8
+    unit: str | None = None
+    description: str = ""
+    thresholds: list[tuple[float | None, str]] = field(default_factory=list)
+    links: list[dict[str, str]] = field(default_factory=list)
+    uses_rollup: bool = False
+    # Bounds every numeric value of the result must respect (checked by the tests).
+    value_range: tuple[float, float] | None = None
+
+    def to_json(self, panel_id: int, x: int, y: int) -> dict[str, Any]:
+        defaults: dict[str, Any] = {"custom": {}}
+        if self.unit:
+            defaults["unit"] = self.unit
+        if self.thresholds:
+            defaults["thresholds"] = {
+                "mode": "absolute",
+                "steps": [{"color": color, "value": value} for value, color in self.thresholds],
+            }
+            if self.type == "table":
+                defaults["custom"]["cellOptions"] = {"type": "color-background"}
+        if self.links:
+            defaults["links"] = self.links
+        return {
+            "id": panel_id,
+            "type": self.type,
+            "title": self.title,
+            "description": self.description,
+            "datasource": DATASOURCE,
+            "gridPos": {"h": self.height, "w": self.width, "x": x, "y": y},
+            "fieldConfig": {"defaults": defaults, "overrides": []},
+            "options": {
+                "legend": {"displayMode": "list", "placement": "bottom", "showLegend": True}
+            },
+            "targets": [
+                {
+                    "refId": "A",
+                    "datasource": DATASOURCE,
+                    "editorType": "sql",
+                    "format": 0 if self.shape == "timeseries" else 1,
+                    "queryType": "timeseries" if self.shape == "timeseries" else "table",
+                    "rawSql": self.sql.strip(),
+                }
+            ],
+        }
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    uid: str
+    title: str
+    description: str
+    panels: list[Panel]
+    extra_variables: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        panels, x, y, row_height = [], 0, 0, 0
+        for index, panel in enumerate(self.panels, start=1):
+            if x + panel.width > 24:
+                x, y, row_height = 0, y + row_height, 0
+            panels.append(panel.to_json(index, x, y))
+            x += panel.width
+            row_height = max(row_height, panel.height)
+        return {
+            "uid": self.uid,
+            "title": self.title,
+            "description": self.description,
+            "tags": ["clickpulse"],
+            "timezone": "browser",
+            "editable": True,
+            "graphTooltip": 1,
+            "schemaVersion": SCHEMA_VERSION,
+            "version": 1,
+            "refresh": "10s",
+            "time": {"from": "now-1h", "to": "now"},
+            "timepicker": {},
+            "fiscalYearStartMonth": 0,
+            "links": [],
+            "annotations": {"list": []},
+            "templating": {"list": [*variables(), *self.extra_variables]},
+            "panels": panels,
+        }
+
+
+def _query_variable(name: str, label: str, sql: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "label": label,
+        "type": "query",
+        "datasource": DATASOURCE,
+        "query": sql,
+        "definition": sql,
+        "refresh": 2,
+        "includeAll": True,
+        "multi": True,
+        "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
+        "options": [],
+        "sort": 1,
+        "hide": 0,
+    }
+
+
+def variables() -> list[dict[str, Any]]:
+    return [
+        _query_variable(
+            "service",
+            "Service",
+            f"SELECT DISTINCT service_name FROM {ROLLUP} WHERE $__timeFilter(minute)",
+        ),
+        _query_variable(
+            "endpoint",
+            "Endpoint",
+            f"SELECT DISTINCT endpoint FROM {ROLLUP} WHERE $__timeFilter(minute) AND {SERVICE}"
+            " AND endpoint != ''",
+        ),
+        _query_variable(
+            "region", "Region", f"SELECT DISTINCT region FROM {ROLLUP} WHERE $__timeFilter(minute)"
+        ),
+    ]
+
+
+TRACE_LINK = [
+    {
+        "title": "Open this trace",
+        "url": "/d/clickpulse-performance/performance"
+        "?var-trace_id=${__data.fields.trace_id}&${__url_time_range}",
+    }
+]
+
+OVERVIEW = Dashboard(
+    uid="clickpulse-overview",
+    title="Overview",
+    description="Traffic, latency, status codes, busiest endpoints and users by region.",
+    panels=[
+        Panel(
+            "Requests per second by service",
+            "timeseries",
+            f"""
+SELECT {BUCKET} AS time, service_name, sum(requests) / {STEP} AS rps
+FROM {ROLLUP}
+WHERE $__timeFilter(minute) AND {FILTERS}
+GROUP BY time, service_name ORDER BY time""",
+            "timeseries",
+            unit="reqps",
+            uses_rollup=True,
+            value_range=(0, 1e6),
+        ),
+        Panel(
+            "Latency: average and p95",
+            "timeseries",
+            f"""
+SELECT {BUCKET} AS time,
+       sum(latency_sum_ms) / sum(requests) AS avg_ms,
+       quantilesMerge(0.5, 0.95, 0.99)(latency_quantiles)[2] AS p95_ms
+FROM {ROLLUP}
+WHERE $__timeFilter(minute) AND {FILTERS}
+GROUP BY time ORDER BY time""",
+            "timeseries",
+            unit="ms",
+            uses_rollup=True,
+            value_range=(0, 600_000),
+        ),
+        Panel(
+            "Status codes",
+            "piechart",
+            f"""
+SELECT toString(status_code) AS status, sum(requests) AS requests
+FROM {ROLLUP}
+WHERE $__timeFilter(minute) AND {FILTERS}
+GROUP BY status ORDER BY requests DESC""",
+            "table",
+            width=8,
+            uses_rollup=True,
+        ),
+        Panel(
+            "Top 10 endpoints",
+            "bargauge",
+            f"""
+SELECT concat(method, ' ', endpoint) AS route, sum(requests) AS requests
+FROM {ROLLUP}
+WHERE $__timeFilter(minute) AND {FILTERS} AND endpoint != ''
+GROUP BY route ORDER BY requests DESC LIMIT 10""",
+            "table",
+            width=8,
+            uses_rollup=True,
+        ),
+        Panel(
+            "Active users by region",
+            "barchart",
+            f"""
+SELECT region, uniqExact(user_id) AS users
+FROM {RAW}
+WHERE $__timeFilter(timestamp) AND {FILTERS} AND user_id != ''
+GROUP BY region ORDER BY users DESC""",
+            "table",
+            width=8,
+        ),
+    ],
+)
+
+PERFORMANCE = Dashboard(
+    uid="clickpulse-performance",
+    title="Performance",
+    description="Latency per endpoint, throughput, errors, CPU and memory, and trace drill-down.",
+    panels=[
+        Panel(
+            "Response time per endpoint",
+            "table",
+            f"""
+SELECT concat(method, ' ', endpoint) AS route,
+       sum(requests) AS request_count,
+       round(sum(latency_sum_ms) / request_count, 2) AS avg_ms,
+       round(quantilesMerge(0.5, 0.95, 0.99)(latency_quantiles)[1], 2) AS p50_ms,
+       round(quantilesMerge(0.5, 0.95, 0.99)(latency_quantiles)[2], 2) AS p95_ms,
+       round(quantilesMerge(0.5, 0.95, 0.99)(latency_quantiles)[3], 2) AS p99_ms
+FROM {ROLLUP}
+WHERE $__timeFilter(minute) AND {FILTERS} AND endpoint != ''
+GROUP BY route ORDER BY p95_ms DESC""",
+            "table",
+            width=24,
+            unit="ms",
+            uses_rollup=True,
+            thresholds=[(None, "green"), (100, "yellow"), (500, "red")],
+        ),
+        Panel(
+            "Throughput by service",
+            "timeseries",
+            f"""
+SELECT {BUCKET} AS time, service_name, sum(requests) AS requests
+FROM {ROLLUP}
+WHERE $__timeFilter(minute) AND {FILTERS}
+GROUP BY time, service_name ORDER BY time""",
+            "timeseries",
+            unit="short",
+            uses_rollup=True,
+            value_range=(0, 1e9),
+        ),
+        Panel(
+            "Error rate (5xx share)",
+            "timeseries",
+            f"""
+SELECT {BUCKET} AS time, sum(server_errors) / sum(requests) AS error_rate
+FROM {ROLLUP}
+WHERE $__timeFilter(minute) AND {FILTERS}
+GROUP BY time ORDER BY time""",
+            "timeseries",
+            unit="percentunit",
+            uses_rollup=True,
+            value_range=(0, 1),
+        ),
+        Panel(
+            "Errors per minute",
+            "timeseries",
+            f"""
+SELECT {BUCKET} AS time,
+       sum(server_errors) * 60 / {STEP} AS server_errors,
+       sum(client_errors) * 60 / {STEP} AS client_errors
+FROM {ROLLUP}
+WHERE $__timeFilter(minute) AND {FILTERS}
+GROUP BY time ORDER BY time""",
+            "timeseries",
+            unit="short",
+            uses_rollup=True,
+            value_range=(0, 1e9),
+        ),
+        Panel(
+            "CPU by service",
+            "timeseries",
+            """
+SELECT $__timeInterval(TimeUnix) AS time, ServiceName AS service, avg(Value) AS cpu
+FROM otel.otel_metrics_gauge
+WHERE $__timeFilter(TimeUnix) AND MetricName = 'process.cpu.utilization'
+  AND $__conditionalAll(ServiceName IN (${service:sqlstring}), $service)
+GROUP BY time, service ORDER BY time""",
+            "timeseries",
+            unit="percentunit",
+            value_range=(0, 64),
+        ),
+        Panel(
+            "Memory by service",
+            "timeseries",
+            """
+SELECT $__timeInterval(TimeUnix) AS time, ServiceName AS service, max(Value) AS rss
+FROM otel.otel_metrics_gauge
+WHERE $__timeFilter(TimeUnix) AND MetricName = 'process.memory.usage'
+  AND $__conditionalAll(ServiceName IN (${service:sqlstring}), $service)
+GROUP BY time, service ORDER BY time""",
+            "timeseries",
+            unit="bytes",
+            value_range=(1, 1e12),
+        ),
+        Panel(
+            "Errors by endpoint",
+            "table",
+            f"""
+SELECT concat(method, ' ', endpoint) AS route, status_code, sum(requests) AS requests
+FROM {ROLLUP}
+WHERE $__timeFilter(minute) AND {FILTERS} AND status_code >= 400
+GROUP BY route, status_code ORDER BY requests DESC LIMIT 50""",
+            "table",
+            uses_rollup=True,
+        ),
+        Panel(
+            "Slowest and failed requests",
+            "table",
+            f"""
+SELECT timestamp, service_name, concat(method, ' ', endpoint) AS route, status_code,
+       round(response_time_ms, 2) AS response_time_ms, trace_id
+FROM {RAW}
+WHERE $__timeFilter(timestamp) AND {FILTERS}
+ORDER BY status_code >= 500 DESC, response_time_ms DESC LIMIT 20""",
+            "table",
+            description="Click a trace id to see its spans below.",
+            links=TRACE_LINK,
+        ),
+        Panel(
+            "Trace spans (pick a trace above)",
+            "table",
+            """
+WITH (SELECT (min(Start), max(End)) FROM otel.otel_traces_trace_id_ts
+      WHERE TraceId = ${trace_id:sqlstring}) AS bounds
+SELECT Timestamp, ServiceName, SpanName, SpanKind, round(Duration / 1e6, 3) AS duration_ms,
+       StatusCode, SpanId, ParentSpanId
+FROM otel.otel_traces
+WHERE TraceId = ${trace_id:sqlstring}
+  AND Timestamp >= bounds.1 AND Timestamp <= bounds.2 + INTERVAL 1 SECOND
+ORDER BY Timestamp""",
+            "table",
+            width=24,
+            description="Looked up through the trace-id table, so only that trace's days are read.",
+        ),
+    ],
+    extra_variables=[
+        {
+            "name": "trace_id",
+            "label": "Trace id",
+            "type": "textbox",
+            "query": "",
+            "current": {"text": "", "value": ""},
+            "hide": 0,
+        }
+    ],
+)
+
+BUSINESS = Dashboard(
+    uid="clickpulse-business",
+    title="Business",
+    description="Revenue, active users, most viewed products and the checkout funnel.",
+    panels=[
+        Panel(
+            "Revenue",
+            "stat",
+            f"""
+SELECT sum(revenue) AS revenue
+FROM {ROLLUP}
+WHERE $__timeFilter(minute) AND {FILTERS}""",
+            "value",
+            width=6,
+            height=6,
+            unit="currencyUSD",
+            uses_rollup=True,
+            value_range=(0, 1e12),
+        ),
+        Panel(
+            "Active users",
+            "stat",
+            f"""
+SELECT uniqExact(user_id) AS users
+FROM {RAW}
+WHERE $__timeFilter(timestamp) AND {FILTERS} AND user_id != ''""",
+            "value",
+            width=6,
+            height=6,
+            value_range=(0, 1e9),
+        ),
+        Panel(
+            "Orders",
+            "stat",
+            f"""
+SELECT sum(orders) AS orders
+FROM {ROLLUP}
+WHERE $__timeFilter(minute) AND {FILTERS}""",
+            "value",
+            width=6,
+            height=6,
+            uses_rollup=True,
+            value_range=(0, 1e9),
+        ),
+        Panel(
+            "Checkout conversion",
+            "stat",
+            f"""
+SELECT uniqExactIf(session_id, endpoint = '/checkout' AND status_code < 400)
+       / greatest(uniqExactIf(session_id, method = 'POST' AND endpoint = '/cart'), 1) AS conversion
+FROM {RAW}
+WHERE $__timeFilter(timestamp) AND {FILTERS} AND session_id != ''""",
+            "value",
+            width=6,
+            height=6,
+            unit="percentunit",
+            value_range=(0, 1),
+        ),
+        Panel(
+            "Revenue over time",
+            "timeseries",
+            f"""
+SELECT {BUCKET} AS time, sum(revenue) AS revenue
+FROM {ROLLUP}
+WHERE $__timeFilter(minute) AND {FILTERS}
+GROUP BY time ORDER BY time""",
+            "timeseries",
+            unit="currencyUSD",
+            uses_rollup=True,
+            value_range=(0, 1e12),
+        ),
+        Panel(
+            "Active users over time",
+            "timeseries",
+            f"""
+SELECT {BUCKET} AS time, uniqMerge(users) AS users
+FROM {ROLLUP}
+WHERE $__timeFilter(minute) AND {FILTERS}
+GROUP BY time ORDER BY time""",
+            "timeseries",
+            unit="short",
+            uses_rollup=True,
+            value_range=(0, 1e9),
+        ),
+        Panel(
+            "Most viewed products",
+            "table",
+            f"""
+SELECT concat('#', toString(product_id)) AS product, any(product_category) AS category,
+       count() AS views
+FROM {RAW}
+WHERE $__timeFilter(timestamp) AND {FILTERS}
+  AND method = 'GET' AND endpoint = '/products/{{product_id}}' AND status_code = 200
+GROUP BY product ORDER BY views DESC LIMIT 10""",
+            "table",
+        ),
+        Panel(
+            "Funnel: sessions that viewed, added to cart, checked out",
+            "bargauge",
+            f"""
+SELECT stage, sessions FROM (
+  SELECT ['1 viewed a product', '2 added to cart', '3 checked out'] AS stages,
+         [uniqExactIf(session_id, endpoint = '/products/{{product_id}}'),
+          uniqExactIf(session_id, method = 'POST' AND endpoint = '/cart' AND status_code < 400),
+          uniqExactIf(session_id, endpoint = '/checkout' AND status_code < 400)] AS counts
+  FROM {RAW}
+  WHERE $__timeFilter(timestamp) AND {FILTERS} AND session_id != ''
+) ARRAY JOIN stages AS stage, counts AS sessions
+ORDER BY stage""",
+            "table",
+        ),
+    ],
+)
+
+DASHBOARDS = {"overview": OVERVIEW, "performance": PERFORMANCE, "business": BUSINESS}
+
+
+def render(name: str) -> str:
+    return json.dumps(DASHBOARDS[name].to_json(), indent=2, sort_keys=True) + "\n"
+
+
+def build(directory: Path = DASHBOARDS_DIR) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name in DASHBOARDS:
+        path = directory / f"{name}.json"
+        path.write_text(render(name))
+        written.append(path)
+    return written

@@ -1,0 +1,138 @@
+"""Every panel of every dashboard: valid Grafana JSON, generated from code, and its SQL
+(macros expanded as the plugin does) answered by ClickHouse as the read-only analyst with the
+shape the panel needs, after real traffic went through the services."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from clickhouse_connect.driver.client import Client
+from clickpulse_grafana.dashboards import DASHBOARDS, DASHBOARDS_DIR, DATASOURCE, Panel, render
+from clickpulse_grafana.macros import TimeRange, Variables, expand
+
+from clickpulse.stack.settings import Settings
+
+PANELS = [(name, panel) for name, board in DASHBOARDS.items() for panel in board.panels]
+
+
+def _range(minutes: int = 60) -> TimeRange:
+    now = datetime.now(UTC)
+    return TimeRange(now - timedelta(minutes=minutes), now + timedelta(minutes=1))
+
+
+@pytest.mark.parametrize("name", list(DASHBOARDS))
+def test_committed_json_is_what_the_code_generates(name: str) -> None:
+    assert (DASHBOARDS_DIR / f"{name}.json").read_text() == render(name), (
+        "run `python -m clickpulse_grafana build` and commit grafana/dashboards/"
+    )
+
+
+@pytest.mark.parametrize("name", list(DASHBOARDS))
+def test_dashboard_json_imports_cleanly(name: str) -> None:
+    board = json.loads((DASHBOARDS_DIR / f"{name}.json").read_text())
+    assert board["uid"].startswith("clickpulse-") and board["title"]
+    assert isinstance(board["schemaVersion"], int) and board["schemaVersion"] >= 39
+    assert board["time"] == {"from": "now-1h", "to": "now"}
+    ids = [p["id"] for p in board["panels"]]
+    assert len(ids) == len(set(ids))
+    cells: set[tuple[int, int]] = set()
+    for panel in board["panels"]:
+        assert panel["datasource"] == DATASOURCE
+        assert all(t["datasource"] == DATASOURCE for t in panel["targets"])
+        grid = panel["gridPos"]
+        assert grid["x"] >= 0 and grid["x"] + grid["w"] <= 24 and grid["h"] > 0
+        mine = {
+            (x, y)
+            for x in range(grid["x"], grid["x"] + grid["w"])
+            for y in range(grid["y"], grid["y"] + grid["h"])
+        }
+        assert not cells & mine, f"panel {panel['title']!r} overlaps another"
+        cells |= mine
+    names = [v["name"] for v in board["templating"]["list"]]
+    assert {"service", "endpoint", "region"} <= set(names)
+
+
+def _query(reader: Client, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+    result = reader.query(sql)
+    return list(result.column_names), [tuple(row) for row in result.result_rows]
+
+
+def _variables_for(panel: Panel, traffic: dict[str, Any], reader: Client) -> Variables:
+    if "${trace_id" not in panel.sql:
+        return Variables()
+    trace = reader.query(
+        "SELECT trace_id FROM analytics.request_metrics WHERE session_id = {s:String}"
+        " AND endpoint = '/checkout' LIMIT 1",
+        parameters={"s": traffic["session_id"]},
+    ).result_rows[0][0]
+    return Variables({"trace_id": trace})
+
+
+@pytest.mark.parametrize(("dashboard", "panel"), PANELS, ids=[f"{d}:{p.title}" for d, p in PANELS])
+def test_panel_query_has_the_shape_its_panel_needs(
+    dashboard: str,
+    panel: Panel,
+    reader: Client,
+    traffic: dict[str, Any],
+    wait_for: Callable[..., Any],
+) -> None:
+    sql = expand(panel.sql, _range(), _variables_for(panel, traffic, reader))
+    assert "$" not in sql.replace("${", "")
+    # Metrics arrive every few seconds; spans within a second or two.
+    columns, rows = wait_for(lambda: (r := _query(reader, sql))[1] and r, timeout=30) or _query(
+        reader, sql
+    )
+    assert rows, f"{dashboard}: {panel.title} returned no rows:\n{sql}"
+    if panel.shape == "timeseries":
+        assert isinstance(rows[0][0], datetime), f"first column of {panel.title} is not the time"
+        assert [r[0] for r in rows] == sorted(r[0] for r in rows)
+    if panel.shape == "value":
+        assert len(rows) == 1 and len(columns) == 1
+    if panel.value_range is not None:
+        low, high = panel.value_range
+        for row in rows:
+            for value in row:
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    assert low <= value <= high, (panel.title, columns, row)
+    if "${trace_id" in panel.sql:
+        assert {r[1] for r in rows} == {"crud-api", "ecommerce-api"}
+
+
+def test_variables_narrow_the_panels(reader: Client, traffic: dict[str, Any]) -> None:
+    panel = DASHBOARDS["overview"].panels[0]
+    only_crud = expand(panel.sql, _range(), Variables({"service": ["crud-api"]}))
+    _, rows = _query(reader, only_crud)
+    assert rows and {r[1] for r in rows} == {"crud-api"}
+    for board in DASHBOARDS.values():
+        for variable in board.to_json()["templating"]["list"]:
+            if variable["type"] == "query":
+                _, values = _query(reader, expand(variable["query"], _range()))
+                assert values, variable["name"]
+
+
+def test_revenue_equals_the_orders_in_postgresql(
+    reader: Client, settings: Settings, traffic: dict[str, Any]
+) -> None:
+    import asyncpg  # type: ignore[import-untyped]
+
+    async def orders_total() -> Decimal:
+        dsn = settings.postgres_dsn.replace("postgresql+asyncpg", "postgresql")
+        connection = await asyncpg.connect(dsn)
+        try:
+            total: Decimal = await connection.fetchval("SELECT coalesce(sum(total), 0) FROM orders")
+        finally:
+            await connection.close()
+        return total
+
+    revenue = next(p for p in DASHBOARDS["business"].panels if p.title == "Revenue")
+    everything = TimeRange(
+        datetime(2020, 1, 1, tzinfo=UTC), datetime.now(UTC) + timedelta(minutes=1)
+    )
+    (value,) = _query(reader, expand(revenue.sql, everything))[1][0]
+    assert value == pytest.approx(float(asyncio.run(orders_total())), abs=0.01)

@@ -1,0 +1,100 @@
+"""`nox -s report`: the dashboards as an HTML page and PNGs, with data in every panel, and the
+page as a browser (headless Chromium) renders it."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from clickpulse_grafana.dashboards import DASHBOARDS
+
+from clickpulse.stack.settings import REPO_ROOT
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory, traffic: dict[str, Any]) -> Path:
+    out = tmp_path_factory.mktemp("report")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "clickpulse_grafana",
+            "report",
+            "--from",
+            "now-1h",
+            "--out",
+            str(out),
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "panels without data" not in result.stdout, result.stdout
+    return out
+
+
+def test_every_panel_of_every_dashboard_has_data(report: Path) -> None:
+    page = (report / "index.html").read_text()
+    sections = re.findall(r'data-rows="(\d+)" data-title="([^"]+)"', page)
+    expected = sum(len(board.panels) for board in DASHBOARDS.values())
+    assert len(sections) == expected
+    assert all(int(rows) > 0 for rows, _ in sections), [t for r, t in sections if r == "0"]
+    assert "query failed" not in page
+    # Self-contained: no script, nothing fetched from elsewhere.
+    assert "<script" not in page
+    assert not re.search(r'(src|href)="(https?:)?//', page)
+
+
+def test_one_png_per_dashboard(report: Path) -> None:
+    for name in DASHBOARDS:
+        data = (report / f"{name}.png").read_bytes()
+        assert data.startswith(PNG_MAGIC) and len(data) > 20_000
+
+
+def test_headless_chromium_renders_every_panel(report: Path, tmp_path: Path) -> None:
+    chromium = shutil.which("chromium")
+    assert chromium, "Debian's chromium is needed (.ci/run installs it: apt-get install chromium)"
+    url = (report / "index.html").as_uri()
+    profile = ["--user-data-dir=" + str(tmp_path / "profile")]
+    dom = subprocess.run(
+        [chromium, *CHROMIUM_FLAGS, *profile, "--dump-dom", url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+    assert dom.count('class="panel"') == sum(len(b.panels) for b in DASHBOARDS.values())
+    assert dom.count("<svg") >= 15
+    shot = tmp_path / "page.png"
+    subprocess.run(
+        [
+            chromium,
+            *CHROMIUM_FLAGS,
+            *profile,
+            f"--screenshot={shot}",
+            "--window-size=1600,3000",
+            url,
+        ],
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert shot.read_bytes().startswith(PNG_MAGIC) and shot.stat().st_size > 50_000
