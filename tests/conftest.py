@@ -85,6 +85,8 @@ def traffic(settings: Settings, reader: Client) -> dict[str, Any]:
         ).json()
         headers["X-User-Id"] = str(user["id"])
         assert crud.get(f"/products/{product['id']}", headers=headers).status_code == 200
+        # A typo'd product id: every dashboard has some client errors to show.
+        assert crud.get("/products/987654321", headers=headers).status_code == 404
         shop.post("/cart", json={"product_id": product["id"], "quantity": 2}, headers=headers)
         order = shop.post("/checkout", headers=headers)
         assert order.status_code == 201, order.text
