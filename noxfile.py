@@ -115,6 +115,20 @@ def report(session: nox.Session) -> None:
 
 
 @nox.session
+def drills(session: nox.Session) -> None:
+    """Fault drills under load against the running stack: `nox -s drills -- [RPS]`."""
+    _ensure_env(session)
+    session.run(str(PY), "-m", "clickpulse_bench", "drills", *session.posargs, external=True)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks; results go to docs/benchmarks.md: `nox -s bench [-- --quick]`."""
+    _ensure_env(session)
+    session.run(str(PY), "-m", "clickpulse_bench", "bench", *session.posargs, external=True)
+
+
+@nox.session
 def tests(session: nox.Session) -> None:
     """Start the stack (idempotent) and run the test suite against it."""
     _stack(session, "up")

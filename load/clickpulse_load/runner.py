@@ -77,7 +77,8 @@ def _check_services(config: LoadConfig) -> None:
             raise ConfigError(f"{name} does not answer at {url}: start the stack with `nox -s up`")
 
 
-def run_k6(plan: dict[str, Any], workdir: Path) -> K6Result:
+def run_k6(plan: dict[str, Any], workdir: Path, *, quiet: bool = False) -> K6Result:
+    """Runs k6 on the plan; `quiet` sends its output to workdir/k6.log (background runs)."""
     plan_file = workdir / "plan.json"
     summary_file = workdir / "summary.json"
     plan_file.write_text(json.dumps(plan))
@@ -93,7 +94,12 @@ def run_k6(plan: dict[str, Any], workdir: Path) -> K6Result:
     ]
     started = time.monotonic()
     interrupted = False
-    proc = subprocess.Popen(argv)
+    if quiet:
+        argv.insert(2, "--quiet")
+        with (workdir / "k6.log").open("wb") as log:
+            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+    else:
+        proc = subprocess.Popen(argv)
     try:
         code = proc.wait()
     except KeyboardInterrupt:

@@ -55,14 +55,18 @@ class Telemetry:
         self.tracer_provider = TracerProvider(resource=resource)
         self.meter_provider: MeterProvider
         if settings.telemetry_enabled:
-            span_exporter = OTLPSpanExporter(endpoint=settings.otlp_endpoint, insecure=True)
-            # A large queue rides out a collector restart; spans beyond it would be dropped.
+            # The exporter retries an unavailable collector until this deadline, and the large
+            # queue holds what arrives meanwhile: together they ride out a collector restart.
+            span_exporter = OTLPSpanExporter(
+                endpoint=settings.otlp_endpoint, insecure=True, timeout=60
+            )
             self.tracer_provider.add_span_processor(
                 BatchSpanProcessor(
                     span_exporter,
                     max_queue_size=65536,
                     max_export_batch_size=2048,
                     schedule_delay_millis=500,
+                    export_timeout_millis=90_000,
                 )
             )
             reader = PeriodicExportingMetricReader(

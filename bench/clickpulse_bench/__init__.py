@@ -1,0 +1,1 @@
+"""Benchmarks (`nox -s bench`) and fault drills (`nox -s drills`) against the local stack."""
