@@ -20,7 +20,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.metrics import CallbackOptions, NoOpMeterProvider, Observation
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
@@ -101,7 +101,9 @@ class Telemetry:
 
         config = OpenTelemetryConfig(
             tracer_provider=self.tracer_provider,
-            meter_provider=self.meter_provider,
+            # The instrumentation's own per-request histograms duplicate what ClickHouse
+            # computes from the spans, and cost throughput (see docs/benchmarks.md).
+            meter_provider=NoOpMeterProvider(),
             scope_span_details_extractor=route_template_span_details,
             server_request_hook_handler=request_hook,
             exclude_spans=["receive", "send"],
