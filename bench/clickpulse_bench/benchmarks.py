@@ -118,7 +118,12 @@ def bench_ingest(settings: Settings, seconds: float, target_rate: int) -> dict[s
     run_id = f"bench-ingest-{uuid.uuid4().hex[:8]}"
     batch = 1000
     count = int(seconds * target_rate / batch)
-    start_ns = time.time_ns() + int(5e9) + int(count * 0.02e9)  # after the serialization below
+    probe = time.perf_counter()
+    for _ in range(3):
+        _span_batch(run_id + "-probe", batch, time.time_ns())
+    per_batch_s = (time.perf_counter() - probe) / 3
+    # The first batch is due once every batch is serialized (with a margin).
+    start_ns = time.time_ns() + int((2 + count * per_batch_s * 1.5) * 1e9)
     with console.status(f"serializing {count} batches of {batch} spans"):
         payloads = [
             _span_batch(run_id, batch, start_ns + int(i * batch / target_rate * 1e9))
