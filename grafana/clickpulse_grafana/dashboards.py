@@ -154,6 +154,25 @@ def variables() -> list[dict[str, Any]]:
     ]
 
 
+def _process_gauge(
+    title: str, metric: str, aggregate: str, alias: str, unit: str, ceiling: float
+) -> Panel:
+    """A per-service time series of one of the services' process gauges (OTel metrics)."""
+    return Panel(
+        title,
+        "timeseries",
+        f"""
+SELECT $__timeInterval(TimeUnix) AS time, ServiceName AS service, {aggregate}(Value) AS {alias}
+FROM otel.otel_metrics_gauge
+WHERE $__timeFilter(TimeUnix) AND MetricName = '{metric}'
+  AND $__conditionalAll(ServiceName IN (${{service:sqlstring}}), $service)
+GROUP BY time, service ORDER BY time""",
+        "timeseries",
+        unit=unit,
+        value_range=(0 if unit == "percentunit" else 1, ceiling),
+    )
+
+
 TRACE_LINK = [
     {
         "title": "Open this trace",
@@ -298,32 +317,10 @@ GROUP BY time ORDER BY time""",
             uses_rollup=True,
             value_range=(0, 1e9),
         ),
-        Panel(
-            "CPU by service",
-            "timeseries",
-            """
-SELECT $__timeInterval(TimeUnix) AS time, ServiceName AS service, avg(Value) AS cpu
-FROM otel.otel_metrics_gauge
-WHERE $__timeFilter(TimeUnix) AND MetricName = 'process.cpu.utilization'
-  AND $__conditionalAll(ServiceName IN (${service:sqlstring}), $service)
-GROUP BY time, service ORDER BY time""",
-            "timeseries",
-            unit="percentunit",
-            value_range=(0, 64),
+        _process_gauge(
+            "CPU by service", "process.cpu.utilization", "avg", "cpu", "percentunit", 64
         ),
-        Panel(
-            "Memory by service",
-            "timeseries",
-            """
-SELECT $__timeInterval(TimeUnix) AS time, ServiceName AS service, max(Value) AS rss
-FROM otel.otel_metrics_gauge
-WHERE $__timeFilter(TimeUnix) AND MetricName = 'process.memory.usage'
-  AND $__conditionalAll(ServiceName IN (${service:sqlstring}), $service)
-GROUP BY time, service ORDER BY time""",
-            "timeseries",
-            unit="bytes",
-            value_range=(1, 1e12),
-        ),
+        _process_gauge("Memory by service", "process.memory.usage", "max", "rss", "bytes", 1e12),
         Panel(
             "Errors by endpoint",
             "table",
