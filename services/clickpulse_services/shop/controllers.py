@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -57,6 +58,17 @@ def _forwarded(request: Request[Any, Any, Any]) -> dict[str, str]:
         if value := request.headers.get(name):
             headers[name] = value
     return headers
+
+
+async def _confirm_in_catalogue(
+    request: Request[Any, Any, Any], product_ids: Iterable[int]
+) -> None:
+    """The catalogue confirms every product still exists (and joins the trace); prices and
+    stock are then re-read under lock in the order's transaction, which is what counts."""
+    catalogue: Catalogue = request.app.state.catalogue
+    headers = _forwarded(request)
+    for product_id in sorted(product_ids):
+        await catalogue.product(product_id, headers=headers)
 
 
 async def _cart(session: AsyncSession, user_id: int) -> CartRead:
@@ -173,17 +185,12 @@ class CheckoutController(Controller):
         self, request: Request[Any, Any, Any], db_session: AsyncSession, user_id: UserId
     ) -> OrderRead:
         await ensure_user(db_session, user_id)
-        catalogue: Catalogue = request.app.state.catalogue
         product_ids = (
             await db_session.scalars(
                 select(CartItem.product_id).where(CartItem.user_id == user_id).distinct()
             )
         ).all()
-        # The catalogue confirms every product still exists (and joins the trace); prices and
-        # stock are then re-read under lock in the transaction, which is what counts.
-        headers = _forwarded(request)
-        for product_id in sorted(product_ids):
-            await catalogue.product(product_id, headers=headers)
+        await _confirm_in_catalogue(request, product_ids)
         order, count = await checkout(db_session, user_id)
         annotate(order_id=order.id, transaction_amount=float(order.total), cart_items_count=count)
         if len(order.items) == 1:
@@ -225,13 +232,10 @@ class OrderController(Controller):
         data: OrderCreate,
     ) -> OrderRead:
         await ensure_user(db_session, user_id)
-        catalogue: Catalogue = request.app.state.catalogue
         lines: dict[int, int] = {}
         for line in data.items:
             lines[line.product_id] = min(lines.get(line.product_id, 0) + line.quantity, 100_000)
-        headers = _forwarded(request)
-        for product_id in sorted(lines):
-            await catalogue.product(product_id, headers=headers)
+        await _confirm_in_catalogue(request, lines)
         order = await place_order(db_session, user_id, lines)
         annotate(
             order_id=order.id,
