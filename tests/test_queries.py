@@ -64,7 +64,7 @@ def test_the_minute_rollup_agrees_with_the_raw_rows(reader: Client) -> None:
     # uniq is an estimate; exact up to tens of thousands of users.
     assert rolled[3] == pytest.approx(raw[3], rel=0.02)
     p50, p95, p99 = reader.query(
-        "SELECT quantilesMerge(0.5, 0.95, 0.99)(latency_quantiles)"
+        "SELECT quantilesTDigestMerge(0.5, 0.95, 0.99)(latency_quantiles)"
         " FROM analytics.request_metrics_1m"
     ).result_rows[0][0]
     assert 0 < p50 <= p95 <= p99

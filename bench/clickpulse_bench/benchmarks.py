@@ -10,6 +10,7 @@ import json
 import os
 import platform
 import random
+import re
 import socket
 import statistics
 import subprocess
@@ -442,10 +443,10 @@ def bench_load_accuracy(rates: list[int], duration: str) -> list[dict[str, Any]]
                 "achieved req/s": round(facts.get("achieved_rps", 0), 1),
                 "achieved/target": round(facts.get("achieved_rps", 0) / rate, 3),
                 "dropped iterations": facts.get("dropped_iterations"),
-                "error rate": facts.get("error_rate"),
+                "error rate": round(facts.get("error_rate") or 0, 4),
                 "sent": audit.get("sent"),
                 "landed": audit.get("landed"),
-                "lag p99 s": audit.get("lag_p99_s"),
+                "lag p99 s": round(audit.get("lag_p99_s") or 0, 2),
             }
         )
         console.print(f"  {rate} req/s: {results[-1]}")
@@ -499,71 +500,100 @@ def _md_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="nox -s bench --", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="smaller and shorter, for a smoke run")
-    args = parser.parse_args(argv)
-    quick = args.quick
-    settings = Settings.from_env()
-    command = "nox -s bench" + (" -- --quick" if quick else "")
-    sections: list[str] = []
-
-    console.rule("1. ingest")
-    ingest = bench_ingest(settings, seconds=10 if quick else 30, target_rate=30_000)
-    console.print(ingest)
-    sections.append(
-        "## 1. Ingest (OTLP -> collector -> ClickHouse, all materialized views on)\n\n"
-        "Spans shaped like the services' (same attributes), serialized beforehand and sent\n"
-        "over OTLP/gRPC in batches of 1,000, each when due, by 8 threads; counted in\n"
-        "`analytics.request_metrics` by run id. Lag = `ingested_at` - span end.\n\n"
-        + _md_table([ingest])
-    )
-
-    console.rule("2. instrumentation overhead")
-    overhead = bench_overhead(settings, "5s" if quick else "10s", 1 if quick else 3)
-    console.print(overhead)
-    sections.append(
-        "## 2. Instrumentation overhead\n\nThe same CRUD endpoint "
-        "(`GET /products/{product_id}`) on two extra processes, telemetry on and off,\n"
-        "measured alternately with k6 (20 VUs, closed model).\n\n" + _md_table([overhead])
-    )
-
-    console.rule("3. dashboard queries")
-    summary, panels = bench_dashboards(1_000_000 if quick else 10_000_000, 5 if quick else 20)
-    sections.append(
-        f"## 3. Dashboard queries\n\n{summary['rows']:,} generated `request_metrics` rows"
-        " over 7 days "
-        f"(loaded with `INSERT ... SELECT FROM numbers()` in {summary['load seconds']} s,"
-        f" {summary['rows/s loaded']:,} rows/s; the rollup fills through its view), every panel"
-        " over the 7 days, macros expanded, run as the analyst.\n\n"
-        "| dashboard | panel | p50 ms | p95 ms | rollup vs raw |\n|---|---|---|---|---|\n"
-        + "\n".join("| " + " | ".join(row) + " |" for row in panels)
-    )
-
-    console.rule("4. load accuracy")
-    accuracy = bench_load_accuracy([100] if quick else [100, 500, 1000], "20s" if quick else "60s")
-    sections.append(
-        "## 4. Load accuracy (`nox -s load` against the whole local stack)\n\n"
-        + _md_table(accuracy)
-    )
-
-    console.rule("5. footprint")
-    footprint = bench_footprint(settings)
-    console.print(footprint)
-    sections.append("## 5. Footprint\n\n" + _md_table([footprint]))
-
-    versions = _versions(settings)
+def _write_doc(command: str, versions: dict[str, str], sections: dict[str, str]) -> None:
+    """Writes docs/benchmarks.md; with --only, the other sections of the file are kept."""
+    kept: dict[str, str] = {}
+    if DOC.exists():
+        for chunk in re.split(r"\n(?=## \d\. )", DOC.read_text()):
+            match = re.match(r"## (\d)\. ", chunk)
+            if match:
+                kept[match.group(1)] = chunk.strip()
+    kept.update(sections)
     DOC.parent.mkdir(exist_ok=True)
     DOC.write_text(
-        "# Benchmarks\n\nProduced by `"
+        "# Benchmarks\n\nEvery component runs on the same machine. Last run: `"
         + command
         + "` on "
         + datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-        + ". Every component runs on the same machine.\n\n"
+        + " (each section names its own command when it was run alone).\n\n"
         + "\n".join(f"- {k}: {v}" for k, v in versions.items())
         + "\n\n"
-        + "\n\n".join(sections)
+        + "\n\n".join(kept[k] for k in sorted(kept))
         + "\n"
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="nox -s bench --", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="smaller and shorter, for a smoke run")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=["ingest", "overhead", "dashboards", "load", "footprint"],
+        help="run only these (repeatable); the other sections of docs/benchmarks.md are kept",
+    )
+    args = parser.parse_args(argv)
+    quick = args.quick
+    wanted = set(args.only or ["ingest", "overhead", "dashboards", "load", "footprint"])
+    settings = Settings.from_env()
+    command = "nox -s bench" + (
+        " -- " + " ".join(argv or sys.argv[1:]) if (argv or sys.argv[1:]) else ""
+    )
+    note = f"\n\nCommand: `{command}`."
+    sections: dict[str, str] = {}
+
+    if "ingest" in wanted:
+        console.rule("1. ingest")
+        ingest = bench_ingest(settings, seconds=10 if quick else 30, target_rate=30_000)
+        console.print(ingest)
+        sections["1"] = (
+            "## 1. Ingest (OTLP -> collector -> ClickHouse, all materialized views on)\n\n"
+            "Spans shaped like the services' (same attributes), serialized beforehand and sent\n"
+            "over OTLP/gRPC in batches of 1,000, each when due, by 8 threads; counted in\n"
+            "`analytics.request_metrics` by run id. Lag = `ingested_at` - span end.\n\n"
+            + _md_table([ingest])
+            + note
+        )
+    if "overhead" in wanted:
+        console.rule("2. instrumentation overhead")
+        overhead = bench_overhead(settings, "5s" if quick else "10s", 1 if quick else 3)
+        console.print(overhead)
+        sections["2"] = (
+            "## 2. Instrumentation overhead\n\nThe same CRUD endpoint "
+            "(`GET /products/{product_id}`) on two extra processes, telemetry on and off,\n"
+            "measured alternately with k6 (20 VUs, closed model).\n\n"
+            + _md_table([overhead])
+            + note
+        )
+    if "dashboards" in wanted:
+        console.rule("3. dashboard queries")
+        summary, panels = bench_dashboards(1_000_000 if quick else 10_000_000, 5 if quick else 20)
+        sections["3"] = (
+            f"## 3. Dashboard queries\n\n{summary['rows']:,} generated `request_metrics` rows"
+            " over 7 days "
+            f"(loaded with `INSERT ... SELECT FROM numbers()` in {summary['load seconds']} s,"
+            f" {summary['rows/s loaded']:,} rows/s; the rollup fills through its view), every panel"
+            " over the 7 days, macros expanded, run as the analyst, 20 times each.\n\n"
+            "| dashboard | panel | p50 ms | p95 ms | rollup vs raw |\n|---|---|---|---|---|\n"
+            + "\n".join("| " + " | ".join(row) + " |" for row in panels)
+            + note
+        )
+    if "load" in wanted:
+        console.rule("4. load accuracy")
+        accuracy = bench_load_accuracy(
+            [100] if quick else [100, 500, 1000], "20s" if quick else "60s"
+        )
+        sections["4"] = (
+            "## 4. Load accuracy (`nox -s load` against the whole local stack)\n\n"
+            + _md_table(accuracy)
+            + note
+        )
+    if "footprint" in wanted:
+        console.rule("5. footprint")
+        footprint = bench_footprint(settings)
+        console.print(footprint)
+        sections["5"] = "## 5. Footprint\n\n" + _md_table([footprint]) + note
+
+    _write_doc(command, _versions(settings), sections)
     console.print(f"wrote {DOC}")
     return 0

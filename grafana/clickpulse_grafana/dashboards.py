@@ -20,6 +20,8 @@ SERVICE = "$__conditionalAll(service_name IN (${service:sqlstring}), $service)"
 ENDPOINT = "$__conditionalAll(endpoint IN (${endpoint:sqlstring}), $endpoint)"
 REGION = "$__conditionalAll(region IN (${region:sqlstring}), $region)"
 FILTERS = f"{SERVICE} AND {ENDPOINT} AND {REGION}"
+# Distinct users and sessions use `uniq` (exact up to tens of thousands, then an estimate
+# within ~2%): `uniqExact` costs 10x more on a week of raw rows (docs/benchmarks.md).
 # The rollup has one row per minute: never group it finer than that.
 STEP = "greatest($__interval_s, 60)"
 BUCKET = f"toStartOfInterval(minute, INTERVAL {STEP} second)"
@@ -205,7 +207,7 @@ GROUP BY time, service_name ORDER BY time""",
             f"""
 SELECT {BUCKET} AS time,
        sum(latency_sum_ms) / sum(requests) AS avg_ms,
-       quantilesMerge(0.5, 0.95, 0.99)(latency_quantiles)[2] AS p95_ms
+       quantilesTDigestMerge(0.5, 0.95, 0.99)(latency_quantiles)[2] AS p95_ms
 FROM {ROLLUP}
 WHERE $__timeFilter(minute) AND {FILTERS}
 GROUP BY time ORDER BY time""",
@@ -242,7 +244,7 @@ GROUP BY route ORDER BY requests DESC LIMIT 10""",
             "Active users by region",
             "barchart",
             f"""
-SELECT region, uniqExact(user_id) AS users
+SELECT region, uniq(user_id) AS users
 FROM {RAW}
 WHERE $__timeFilter(timestamp) AND {FILTERS} AND user_id != ''
 GROUP BY region ORDER BY users DESC""",
@@ -264,9 +266,9 @@ PERFORMANCE = Dashboard(
 SELECT concat(method, ' ', endpoint) AS route,
        sum(requests) AS request_count,
        round(sum(latency_sum_ms) / request_count, 2) AS avg_ms,
-       round(quantilesMerge(0.5, 0.95, 0.99)(latency_quantiles)[1], 2) AS p50_ms,
-       round(quantilesMerge(0.5, 0.95, 0.99)(latency_quantiles)[2], 2) AS p95_ms,
-       round(quantilesMerge(0.5, 0.95, 0.99)(latency_quantiles)[3], 2) AS p99_ms
+       round(quantilesTDigestMerge(0.5, 0.95, 0.99)(latency_quantiles)[1], 2) AS p50_ms,
+       round(quantilesTDigestMerge(0.5, 0.95, 0.99)(latency_quantiles)[2], 2) AS p95_ms,
+       round(quantilesTDigestMerge(0.5, 0.95, 0.99)(latency_quantiles)[3], 2) AS p99_ms
 FROM {ROLLUP}
 WHERE $__timeFilter(minute) AND {FILTERS} AND endpoint != ''
 GROUP BY route ORDER BY p95_ms DESC""",
@@ -397,7 +399,7 @@ WHERE $__timeFilter(minute) AND {FILTERS}""",
             "Active users",
             "stat",
             f"""
-SELECT uniqExact(user_id) AS users
+SELECT uniq(user_id) AS users
 FROM {RAW}
 WHERE $__timeFilter(timestamp) AND {FILTERS} AND user_id != ''""",
             "value",
@@ -422,8 +424,8 @@ WHERE $__timeFilter(minute) AND {FILTERS}""",
             "Checkout conversion",
             "stat",
             f"""
-SELECT uniqExactIf(session_id, endpoint = '/checkout' AND status_code < 400)
-       / greatest(uniqExactIf(session_id, method = 'POST' AND endpoint = '/cart'), 1) AS conversion
+SELECT uniqIf(session_id, endpoint = '/checkout' AND status_code < 400)
+       / greatest(uniqIf(session_id, method = 'POST' AND endpoint = '/cart'), 1) AS conversion
 FROM {RAW}
 WHERE $__timeFilter(timestamp) AND {FILTERS} AND session_id != ''""",
             "value",
@@ -476,9 +478,9 @@ GROUP BY product ORDER BY views DESC LIMIT 10""",
             f"""
 SELECT stage, sessions FROM (
   SELECT ['1 viewed a product', '2 added to cart', '3 checked out'] AS stages,
-         [uniqExactIf(session_id, endpoint = '/products/{{product_id}}'),
-          uniqExactIf(session_id, method = 'POST' AND endpoint = '/cart' AND status_code < 400),
-          uniqExactIf(session_id, endpoint = '/checkout' AND status_code < 400)] AS counts
+         [uniqIf(session_id, endpoint = '/products/{{product_id}}'),
+          uniqIf(session_id, method = 'POST' AND endpoint = '/cart' AND status_code < 400),
+          uniqIf(session_id, endpoint = '/checkout' AND status_code < 400)] AS counts
   FROM {RAW}
   WHERE $__timeFilter(timestamp) AND {FILTERS} AND session_id != ''
 ) ARRAY JOIN stages AS stage, counts AS sessions
