@@ -150,3 +150,14 @@ def test_an_applied_migration_cannot_change(tmp_path: Path, admin: object) -> No
         client.command(
             "ALTER TABLE clickpulse_meta.schema_migrations DELETE WHERE version = '9001_probe'"
         )
+
+
+def test_without_go_the_collector_build_says_what_to_install(
+    isolated_env: dict[str, str], tmp_path: Path
+) -> None:
+    env = {**isolated_env, "PATH": "/usr/bin:/bin", "CLICKPULSE_CACHE_DIR": str(tmp_path / "cache")}
+    result = _stack(env, "up")
+    assert result.returncode == 1
+    text = " ".join(result.stdout.split())
+    assert "needs a Go toolchain" in text and "--compose" in text
+    assert _processes_of(isolated_env["CLICKPULSE_STATE_DIR"]) == []
