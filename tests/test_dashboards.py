@@ -104,6 +104,23 @@ def test_panel_query_has_the_shape_its_panel_needs(
         assert {r[1] for r in rows} == {"crud-api", "ecommerce-api"}
 
 
+def test_wide_ranges_read_the_hourly_rollup(reader: Client, traffic: dict[str, Any]) -> None:
+    panel = next(p for p in DASHBOARDS["business"].panels if p.title == "Revenue over time")
+    week = TimeRange(datetime.now(UTC) - timedelta(days=7), datetime.now(UTC) + timedelta(hours=1))
+    assert week.interval_s >= 1800
+    sql = expand(panel.sql, week)
+    _, hourly = _query(reader, sql)
+    assert hourly and all(t.minute == 0 and t.second == 0 for t, _ in hourly)
+    raw = reader.query(
+        "SELECT sumIf(transaction_amount, status_code < 400) FROM analytics.request_metrics"
+        " WHERE timestamp >= toStartOfHour({s:DateTime})",
+        parameters={"s": week.start},
+    ).result_rows[0][0]
+    assert sum(v for _, v in hourly) == pytest.approx(raw)
+    plan = "\n".join(r[0] for r in reader.query("EXPLAIN PLAN indexes = 1 " + sql).result_rows)
+    assert "request_metrics_1h" in plan
+
+
 def test_variables_narrow_the_panels(reader: Client, traffic: dict[str, Any]) -> None:
     panel = DASHBOARDS["overview"].panels[0]
     only_crud = expand(panel.sql, _range(), Variables({"service": ["crud-api"]}))

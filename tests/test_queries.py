@@ -49,20 +49,21 @@ def test_revenue_per_hour(reader: Client, wait_for: Callable[..., Any]) -> None:
     assert sum(revenue for _, revenue in rows) >= 24.0
 
 
-def test_the_minute_rollup_agrees_with_the_raw_rows(reader: Client) -> None:
+def test_the_rollups_agree_with_the_raw_rows(reader: Client) -> None:
     raw = reader.query(
         "SELECT count(), countIf(status_code >= 500), sumIf(transaction_amount, status_code < 400),"
         " uniqExactIf(user_id, user_id != '') FROM analytics.request_metrics"
     ).result_rows[0]
-    rolled = reader.query(
-        "SELECT sum(requests), sum(server_errors), sum(revenue), uniqMerge(users)"
-        " FROM analytics.request_metrics_1m"
-    ).result_rows[0]
-    assert rolled[0] == raw[0]
-    assert rolled[1] == raw[1]
-    assert rolled[2] == pytest.approx(raw[2])
-    # uniq is an estimate; exact up to tens of thousands of users.
-    assert rolled[3] == pytest.approx(raw[3], rel=0.02)
+    for rollup in ("analytics.request_metrics_1m", "analytics.request_metrics_1h"):
+        rolled = reader.query(
+            "SELECT sum(requests), sum(server_errors), sum(revenue), uniqMerge(users)"
+            f" FROM {rollup}"
+        ).result_rows[0]
+        assert rolled[0] == raw[0]
+        assert rolled[1] == raw[1]
+        assert rolled[2] == pytest.approx(raw[2])
+        # uniq is an estimate; exact up to tens of thousands of users.
+        assert rolled[3] == pytest.approx(raw[3], rel=0.02)
     p50, p95, p99 = reader.query(
         "SELECT quantilesTDigestMerge(0.5, 0.95, 0.99)(latency_quantiles)"
         " FROM analytics.request_metrics_1m"

@@ -1,6 +1,7 @@
 """The three dashboards (Overview, Performance, Business) as code. `python -m
 clickpulse_grafana build` writes grafana/dashboards/*.json; a test checks the committed JSON is
-exactly what this module generates. Wide time ranges read the per-minute rollup."""
+exactly what this module generates. Panels over time read the rollups: per minute, or per hour
+when the range is wide (Grafana's interval >= 30 min, i.e. ranges of about a week or more)."""
 
 from __future__ import annotations
 
@@ -22,10 +23,18 @@ REGION = "$__conditionalAll(region IN (${region:sqlstring}), $region)"
 FILTERS = f"{SERVICE} AND {ENDPOINT} AND {REGION}"
 # Distinct users and sessions use `uniq` (exact up to tens of thousands, then an estimate
 # within ~2%): `uniqExact` costs 10x more on a week of raw rows (docs/benchmarks.md).
-# The rollup has one row per minute: never group it finer than that.
-STEP = "greatest($__interval_s, 60)"
-BUCKET = f"toStartOfInterval(minute, INTERVAL {STEP} second)"
-ROLLUP = "analytics.request_metrics_1m"
+# Both rollups have the same columns; the WHERE of each side is a constant once the macros are
+# expanded, so ClickHouse reads only one of them. Buckets are never finer than the rollup's.
+WIDE = "$__interval_s >= 1800"
+STEP = f"if({WIDE}, greatest($__interval_s, 3600), greatest($__interval_s, 60))"
+BUCKET = f"toStartOfInterval(ts, INTERVAL {STEP} second)"
+ROLLUP = (
+    "(SELECT * FROM analytics.request_metrics_1h WHERE " + WIDE + " AND $__timeFilter(ts)"
+    " UNION ALL SELECT * FROM analytics.request_metrics_1m WHERE NOT "
+    + WIDE
+    + " AND $__timeFilter(ts))"
+)
+MINUTES = "analytics.request_metrics_1m"
 RAW = "analytics.request_metrics"
 
 
@@ -142,16 +151,16 @@ def variables() -> list[dict[str, Any]]:
         _query_variable(
             "service",
             "Service",
-            f"SELECT DISTINCT service_name FROM {ROLLUP} WHERE $__timeFilter(minute)",
+            f"SELECT DISTINCT service_name FROM {MINUTES} WHERE $__timeFilter(ts)",
         ),
         _query_variable(
             "endpoint",
             "Endpoint",
-            f"SELECT DISTINCT endpoint FROM {ROLLUP} WHERE $__timeFilter(minute) AND {SERVICE}"
+            f"SELECT DISTINCT endpoint FROM {MINUTES} WHERE $__timeFilter(ts) AND {SERVICE}"
             " AND endpoint != ''",
         ),
         _query_variable(
-            "region", "Region", f"SELECT DISTINCT region FROM {ROLLUP} WHERE $__timeFilter(minute)"
+            "region", "Region", f"SELECT DISTINCT region FROM {MINUTES} WHERE $__timeFilter(ts)"
         ),
     ]
 
@@ -194,7 +203,7 @@ OVERVIEW = Dashboard(
             f"""
 SELECT {BUCKET} AS time, service_name, sum(requests) / {STEP} AS rps
 FROM {ROLLUP}
-WHERE $__timeFilter(minute) AND {FILTERS}
+WHERE {FILTERS}
 GROUP BY time, service_name ORDER BY time""",
             "timeseries",
             unit="reqps",
@@ -209,7 +218,7 @@ SELECT {BUCKET} AS time,
        sum(latency_sum_ms) / sum(requests) AS avg_ms,
        quantilesTDigestMerge(0.5, 0.95, 0.99)(latency_quantiles)[2] AS p95_ms
 FROM {ROLLUP}
-WHERE $__timeFilter(minute) AND {FILTERS}
+WHERE {FILTERS}
 GROUP BY time ORDER BY time""",
             "timeseries",
             unit="ms",
@@ -222,7 +231,7 @@ GROUP BY time ORDER BY time""",
             f"""
 SELECT toString(status_code) AS status, sum(requests) AS requests
 FROM {ROLLUP}
-WHERE $__timeFilter(minute) AND {FILTERS}
+WHERE {FILTERS}
 GROUP BY status ORDER BY requests DESC""",
             "table",
             width=8,
@@ -234,7 +243,7 @@ GROUP BY status ORDER BY requests DESC""",
             f"""
 SELECT concat(method, ' ', endpoint) AS route, sum(requests) AS requests
 FROM {ROLLUP}
-WHERE $__timeFilter(minute) AND {FILTERS} AND endpoint != ''
+WHERE {FILTERS} AND endpoint != ''
 GROUP BY route ORDER BY requests DESC LIMIT 10""",
             "table",
             width=8,
@@ -270,7 +279,7 @@ SELECT concat(method, ' ', endpoint) AS route,
        round(quantilesTDigestMerge(0.5, 0.95, 0.99)(latency_quantiles)[2], 2) AS p95_ms,
        round(quantilesTDigestMerge(0.5, 0.95, 0.99)(latency_quantiles)[3], 2) AS p99_ms
 FROM {ROLLUP}
-WHERE $__timeFilter(minute) AND {FILTERS} AND endpoint != ''
+WHERE {FILTERS} AND endpoint != ''
 GROUP BY route ORDER BY p95_ms DESC""",
             "table",
             width=24,
@@ -284,7 +293,7 @@ GROUP BY route ORDER BY p95_ms DESC""",
             f"""
 SELECT {BUCKET} AS time, service_name, sum(requests) AS requests
 FROM {ROLLUP}
-WHERE $__timeFilter(minute) AND {FILTERS}
+WHERE {FILTERS}
 GROUP BY time, service_name ORDER BY time""",
             "timeseries",
             unit="short",
@@ -297,7 +306,7 @@ GROUP BY time, service_name ORDER BY time""",
             f"""
 SELECT {BUCKET} AS time, sum(server_errors) / sum(requests) AS error_rate
 FROM {ROLLUP}
-WHERE $__timeFilter(minute) AND {FILTERS}
+WHERE {FILTERS}
 GROUP BY time ORDER BY time""",
             "timeseries",
             unit="percentunit",
@@ -312,7 +321,7 @@ SELECT {BUCKET} AS time,
        sum(server_errors) * 60 / {STEP} AS server_errors,
        sum(client_errors) * 60 / {STEP} AS client_errors
 FROM {ROLLUP}
-WHERE $__timeFilter(minute) AND {FILTERS}
+WHERE {FILTERS}
 GROUP BY time ORDER BY time""",
             "timeseries",
             unit="short",
@@ -329,7 +338,7 @@ GROUP BY time ORDER BY time""",
             f"""
 SELECT concat(method, ' ', endpoint) AS route, status_code, sum(requests) AS requests
 FROM {ROLLUP}
-WHERE $__timeFilter(minute) AND {FILTERS} AND status_code >= 400
+WHERE {FILTERS} AND status_code >= 400
 GROUP BY route, status_code ORDER BY requests DESC LIMIT 50""",
             "table",
             uses_rollup=True,
@@ -387,7 +396,7 @@ BUSINESS = Dashboard(
             f"""
 SELECT sum(revenue) AS revenue
 FROM {ROLLUP}
-WHERE $__timeFilter(minute) AND {FILTERS}""",
+WHERE {FILTERS}""",
             "value",
             width=6,
             height=6,
@@ -413,7 +422,7 @@ WHERE $__timeFilter(timestamp) AND {FILTERS} AND user_id != ''""",
             f"""
 SELECT sum(orders) AS orders
 FROM {ROLLUP}
-WHERE $__timeFilter(minute) AND {FILTERS}""",
+WHERE {FILTERS}""",
             "value",
             width=6,
             height=6,
@@ -440,7 +449,7 @@ WHERE $__timeFilter(timestamp) AND {FILTERS} AND session_id != ''""",
             f"""
 SELECT {BUCKET} AS time, sum(revenue) AS revenue
 FROM {ROLLUP}
-WHERE $__timeFilter(minute) AND {FILTERS}
+WHERE {FILTERS}
 GROUP BY time ORDER BY time""",
             "timeseries",
             unit="currencyUSD",
@@ -453,7 +462,7 @@ GROUP BY time ORDER BY time""",
             f"""
 SELECT {BUCKET} AS time, uniqMerge(users) AS users
 FROM {ROLLUP}
-WHERE $__timeFilter(minute) AND {FILTERS}
+WHERE {FILTERS}
 GROUP BY time ORDER BY time""",
             "timeseries",
             unit="short",
