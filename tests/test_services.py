@@ -138,8 +138,14 @@ def test_cart_and_checkout_become_rows_with_business_fields_and_one_trace(
     assert shop.get(f"/orders/{body['id']}", headers=headers).status_code == 200
     assert shop.get("/orders", headers=headers).json()["total"] == 1
     assert crud.get(f"/products/{a['id']}").json()["stock"] == 98
+    again = shop.post("/cart", json={"product_id": b["id"]}, headers=headers).json()
+    assert shop.delete(f"/cart/{again['items'][0]['id']}", headers=headers).status_code == 204
+    direct = shop.post(
+        "/orders", json={"items": [{"product_id": b["id"], "quantity": 3}]}, headers=headers
+    )
+    assert direct.status_code == 201 and Decimal(direct.json()["total"]) == Decimal("9.75")
 
-    rows = _rows(reader, identity["X-Session-Id"], 12, wait_for)
+    rows = _rows(reader, identity["X-Session-Id"], 17, wait_for)
     edge = [r for r in rows if r["service_name"] == "ecommerce-api"]
     assert [(r["method"], r["endpoint"], r["status_code"]) for r in edge] == [
         ("POST", "/cart", 201),
@@ -150,7 +156,13 @@ def test_cart_and_checkout_become_rows_with_business_fields_and_one_trace(
         ("GET", "/cart", 200),
         ("GET", "/orders/{order_id}", 200),
         ("GET", "/orders", 200),
+        ("POST", "/cart", 201),
+        ("DELETE", "/cart/{item_id}", 204),
+        ("POST", "/orders", 201),
     ]
+    bought = edge[-1]
+    assert bought["transaction_amount"] == pytest.approx(9.75)
+    assert bought["cart_items_count"] == 3 and bought["order_id"] == direct.json()["id"]
     checkout = edge[4]
     assert checkout["transaction_amount"] == pytest.approx(27.50)
     assert checkout["cart_items_count"] == 4
