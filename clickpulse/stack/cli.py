@@ -14,7 +14,7 @@ import warnings
 from rich.console import Console
 from rich.table import Table
 
-from clickpulse.stack.components import Component, all_components
+from clickpulse.stack.components import all_components
 from clickpulse.stack.processes import StackError
 from clickpulse.stack.settings import REPO_ROOT, Settings
 
@@ -155,4 +155,4 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(1)
 
 
-__all__ = ["Component", "main"]
+__all__ = ["main"]

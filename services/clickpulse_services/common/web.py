@@ -36,7 +36,7 @@ Offset = Annotated[int, Parameter(ge=0, le=10_000_000, default=0, description="r
 Id = Annotated[int, Parameter(ge=1, le=2**63 - 1)]
 
 
-@get("/health", operation_id="health", tags=["health"], include_in_schema=True)
+@get("/health", operation_id="health", tags=["health"])
 async def health(db_session: AsyncSession) -> Response[dict[str, str]]:
     try:
         await db_session.execute(text("SELECT 1"))
