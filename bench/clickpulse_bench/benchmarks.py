@@ -30,6 +30,7 @@ import httpx
 import psutil
 from clickpulse_grafana.dashboards import DASHBOARDS
 from clickpulse_grafana.macros import TimeRange, Variables, expand
+from clickpulse_load.audit import audit_run
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.resource.v1 import resource_pb2
@@ -162,43 +163,26 @@ def bench_ingest(settings: Settings, seconds: float, target_rate: int) -> dict[s
         thread.join()
     send_s = time.monotonic() - started
     sent = count * batch
-    reader = reader_client(settings)
-
-    def landed() -> int:
-        n: int = reader.query(
-            "SELECT count() FROM analytics.request_metrics WHERE run_id = {r:String}",
-            parameters={"r": run_id},
-        ).result_rows[0][0]
-        return n
-
-    deadline = time.monotonic() + 180
-    while landed() < sent and time.monotonic() < deadline:
-        time.sleep(0.25)
+    audit = audit_run(run_id, sent, timeout_s=180, settings=settings)
     total_s = time.monotonic() - started
-    arrived = landed()
-    p50, p99, worst = reader.query(
-        "WITH toFloat64(ingested_at) - (toFloat64(timestamp) + response_time_ms / 1000) AS lag"
-        " SELECT quantile(0.5)(lag), quantile(0.99)(lag), max(lag)"
-        " FROM analytics.request_metrics WHERE run_id = {r:String}",
-        parameters={"r": run_id},
-    ).result_rows[0]
     admin = admin_client(settings)
     for table, column in (
         ("otel.otel_traces", "ServiceName"),
         ("analytics.request_metrics", "service_name"),
         ("analytics.request_metrics_1m", "service_name"),
+        ("analytics.request_metrics_1h", "service_name"),
     ):
         admin.command(f"DELETE FROM {table} WHERE {column} = 'bench-ingest'")
     return {
         "target spans/s": target_rate,
         "sent": sent,
-        "landed": arrived,
-        "lost": sent - arrived,
+        "landed": audit.landed,
+        "lost": audit.missing,
         "offered spans/s": round(sent / send_s),
-        "sustained spans/s (sent -> all landed)": round(arrived / total_s),
-        "lag p50 s": round(p50, 2),
-        "lag p99 s": round(p99, 2),
-        "lag max s": round(worst, 2),
+        "sustained spans/s (sent -> all landed)": round(audit.landed / total_s),
+        "lag p50 s": round(audit.lag_p50_s or 0, 2),
+        "lag p99 s": round(audit.lag_p99_s or 0, 2),
+        "lag max s": round(audit.lag_max_s or 0, 2),
     }
 
 
