@@ -90,14 +90,62 @@ def traffic(settings: Settings, reader: Client) -> dict[str, Any]:
         shop.post("/cart", json={"product_id": product["id"], "quantity": 2}, headers=headers)
         order = shop.post("/checkout", headers=headers)
         assert order.status_code == 201, order.text
+    failed_trace = _emit_failed_request(settings, session_id)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         landed = reader.query(
-            "SELECT count() FROM analytics.request_metrics WHERE session_id = {s:String}"
-            " AND endpoint = '/checkout'",
+            "SELECT countIf(endpoint = '/checkout'), countIf(status_code = 500)"
+            " FROM analytics.request_metrics WHERE session_id = {s:String}",
             parameters={"s": session_id},
+        ).result_rows[0]
+        # The rollups are written by views in the same insert, just after the raw row.
+        rolled_up = reader.query(
+            "SELECT (SELECT count() FROM analytics.request_metrics)"
+            " = (SELECT sum(requests) FROM analytics.request_metrics_1h)"
         ).result_rows[0][0]
-        if landed:
+        if all(landed) and rolled_up:
             break
         time.sleep(0.2)
-    return {"session_id": session_id, "user": user, "product": product, "order": order.json()}
+    return {
+        "session_id": session_id,
+        "user": user,
+        "product": product,
+        "order": order.json(),
+        "failed_trace_id": failed_trace,
+    }
+
+
+def _emit_failed_request(settings: Settings, session_id: str) -> str:
+    """The services answer 5xx only while a dependency is down (the drills do that): a server
+    span of a failed request, as crud-api would send it, goes through the real collector."""
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.trace import SpanKind, StatusCode
+
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": "crud-api", "service.namespace": "clickpulse"})
+    )
+    provider.add_span_processor(
+        SimpleSpanProcessor(
+            OTLPSpanExporter(
+                endpoint=f"http://{settings.host}:{settings.ports.otlp_grpc}", insecure=True
+            )
+        )
+    )
+    with provider.get_tracer("clickpulse.tests").start_as_current_span(
+        "GET /products",
+        kind=SpanKind.SERVER,
+        attributes={
+            "http.route": "/products",
+            "http.request.method": "GET",
+            "http.response.status_code": 500,
+            "session.id": session_id,
+            "app.region": "eu-west",
+        },
+    ) as span:
+        span.set_status(StatusCode.ERROR)
+        trace_id = format(span.get_span_context().trace_id, "032x")
+    provider.shutdown()
+    return trace_id

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -117,8 +118,48 @@ def test_wide_ranges_read_the_hourly_rollup(reader: Client, traffic: dict[str, A
         parameters={"s": week.start},
     ).result_rows[0][0]
     assert sum(v for _, v in hourly) == pytest.approx(raw)
+    assert _tables_read(reader, sql) == {"analytics.request_metrics_1h"}
+
+
+def _tables_read(reader: Client, sql: str) -> set[str]:
+    """Tables whose parts the query plan reads; a UNION ALL side whose WHERE is a false
+    constant keeps its ReadFromMergeTree step but selects no part."""
     plan = "\n".join(r[0] for r in reader.query("EXPLAIN PLAN indexes = 1 " + sql).result_rows)
-    assert "request_metrics_1h" in plan
+    read = set()
+    for step in plan.split("ReadFromMergeTree (")[1:]:
+        table, details = step.split(")", 1)
+        if re.search(r"Parts: [1-9]", details):
+            read.add(table)
+    return read
+
+
+def test_distinct_counts_read_the_hourly_states_unless_an_endpoint_is_picked(
+    reader: Client, traffic: dict[str, Any]
+) -> None:
+    panel = next(p for p in DASHBOARDS["business"].panels if p.title == "Active users")
+    day = TimeRange(datetime.now(UTC) - timedelta(days=2), datetime.now(UTC) + timedelta(hours=1))
+    assert day.interval_s >= 300
+    exact = reader.query(
+        "SELECT uniqExactIf(user_id, user_id != '') FROM analytics.request_metrics"
+    ).result_rows[0][0]
+    sql = expand(panel.sql, day)
+    assert _query(reader, sql)[1][0][0] == pytest.approx(exact, rel=0.05)  # HyperLogLog
+    assert _tables_read(reader, sql) == {"analytics.audience_1h"}
+    checkout = expand(panel.sql, day, Variables({"endpoint": ["/checkout"]}))
+    buyers = reader.query(
+        "SELECT uniqExactIf(user_id, user_id != '') FROM analytics.request_metrics"
+        " WHERE endpoint = '/checkout'"
+    ).result_rows[0][0]
+    assert _query(reader, checkout)[1] == [(buyers,)]
+    assert _tables_read(reader, checkout) == {"analytics.request_metrics"}
+
+
+def test_failed_requests_show_with_their_trace(reader: Client, traffic: dict[str, Any]) -> None:
+    panel = next(p for p in DASHBOARDS["performance"].panels if p.title.startswith("Latest server"))
+    columns, rows = _query(reader, expand(panel.sql, _range()))
+    assert columns[-1] == "trace_id" and rows
+    assert traffic["failed_trace_id"].upper() in {str(r[-1]).upper() for r in rows}
+    assert all(r[3] >= 500 for r in rows)
 
 
 def test_variables_narrow_the_panels(reader: Client, traffic: dict[str, Any]) -> None:

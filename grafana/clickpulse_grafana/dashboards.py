@@ -1,7 +1,9 @@
 """The three dashboards (Overview, Performance, Business) as code. `python -m
 clickpulse_grafana build` writes grafana/dashboards/*.json; a test checks the committed JSON is
 exactly what this module generates. Panels over time read the rollups: per minute, or per hour
-when the range is wide (Grafana's interval >= 30 min, i.e. ranges of about a week or more)."""
+when the range is wide (Grafana's interval >= 30 min, i.e. ranges of about a week or more);
+distinct users and sessions read hourly HyperLogLog states from a day on. Every panel answers a
+week of 10M requests within 150 ms (docs/benchmarks.md)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from typing import Any, Literal
 DASHBOARDS_DIR = Path(__file__).resolve().parent.parent / "dashboards"
 DATASOURCE = {"type": "grafana-clickhouse-datasource", "uid": "clickpulse-clickhouse"}
 SCHEMA_VERSION = 41
+MAX_DATA_POINTS = 300
 
 PanelType = Literal["timeseries", "table", "stat", "piechart", "barchart", "bargauge"]
 Shape = Literal["timeseries", "table", "value"]
@@ -21,8 +24,8 @@ SERVICE = "$__conditionalAll(service_name IN (${service:sqlstring}), $service)"
 ENDPOINT = "$__conditionalAll(endpoint IN (${endpoint:sqlstring}), $endpoint)"
 REGION = "$__conditionalAll(region IN (${region:sqlstring}), $region)"
 FILTERS = f"{SERVICE} AND {ENDPOINT} AND {REGION}"
-# Distinct users and sessions use `uniq` (exact up to tens of thousands, then an estimate
-# within ~2%): `uniqExact` costs 10x more on a week of raw rows (docs/benchmarks.md).
+# Distinct counts on raw rows use `uniq` (exact up to tens of thousands, then an estimate
+# within ~2%): `uniqExact` costs 10x more on a week of raw rows.
 # Both rollups have the same columns; the WHERE of each side is a constant once the macros are
 # expanded, so ClickHouse reads only one of them. Buckets are never finer than the rollup's.
 WIDE = "$__interval_s >= 1800"
@@ -36,6 +39,31 @@ ROLLUP = (
 )
 MINUTES = "analytics.request_metrics_1m"
 RAW = "analytics.request_metrics"
+# Latency quantiles from the rollups' log-bucket histograms (clickhouse/migrations/0007).
+P50, P95, P99 = (
+    f"clickpulse_latency_quantile(sumMap(latency_histogram), {level})"
+    for level in ("0.5", "0.95", "0.99")
+)
+# Distinct users and sessions: from the hourly HyperLogLog states once a range spans a day or
+# more, from the raw rows below that or when an endpoint is picked (the states have no endpoint).
+# `$__conditionalAll(0, $endpoint)` is 1=1 for "All" and 0 otherwise: both WHEREs stay constants.
+AUDIENCE_WIDE = "$__interval_s >= 300 AND $__conditionalAll(0, $endpoint)"
+HLL = "uniqCombinedMerge(12)"
+AUDIENCE_HOURLY = (
+    f"analytics.audience_1h WHERE {AUDIENCE_WIDE} AND $__timeFilter(ts) AND {SERVICE} AND {REGION}"
+)
+AUDIENCE_RAW = f"{RAW} WHERE NOT ({AUDIENCE_WIDE}) AND $__timeFilter(timestamp) AND {FILTERS}"
+VIEWED = "endpoint = '/products/{product_id}'"
+ADDED_TO_CART = "method = 'POST' AND endpoint = '/cart' AND status_code < 400"
+CHECKED_OUT = "endpoint = '/checkout' AND status_code < 400"
+FUNNEL = f"""
+  SELECT {HLL}(sessions_viewed_product) AS viewed, {HLL}(sessions_added_to_cart) AS carted,
+         {HLL}(sessions_checked_out) AS checked_out
+  FROM {AUDIENCE_HOURLY}
+  UNION ALL
+  SELECT uniqIf(session_id, {VIEWED}), uniqIf(session_id, {ADDED_TO_CART}),
+         uniqIf(session_id, {CHECKED_OUT})
+  FROM {AUDIENCE_RAW} AND session_id != ''"""
 
 
 @dataclass(frozen=True)
@@ -73,6 +101,9 @@ class Panel:
             "title": self.title,
             "description": self.description,
             "datasource": DATASOURCE,
+            # Fixed, so $__interval (which picks the rollup) depends on the range only, not on
+            # the panel's width in pixels; the macro expander assumes the same.
+            "maxDataPoints": MAX_DATA_POINTS,
             "gridPos": {"h": self.height, "w": self.width, "x": x, "y": y},
             "fieldConfig": {"defaults": defaults, "overrides": []},
             "options": {
@@ -216,7 +247,7 @@ GROUP BY time, service_name ORDER BY time""",
             f"""
 SELECT {BUCKET} AS time,
        sum(latency_sum_ms) / sum(requests) AS avg_ms,
-       quantilesTDigestMerge(0.5, 0.95, 0.99)(latency_quantiles)[2] AS p95_ms
+       {P95} AS p95_ms
 FROM {ROLLUP}
 WHERE {FILTERS}
 GROUP BY time ORDER BY time""",
@@ -253,12 +284,14 @@ GROUP BY route ORDER BY requests DESC LIMIT 10""",
             "Active users by region",
             "barchart",
             f"""
-SELECT region, uniq(user_id) AS users
-FROM {RAW}
-WHERE $__timeFilter(timestamp) AND {FILTERS} AND user_id != ''
-GROUP BY region ORDER BY users DESC""",
+SELECT region, sum(users) AS users FROM (
+  SELECT region, {HLL}(users) AS users FROM {AUDIENCE_HOURLY} GROUP BY region
+  UNION ALL
+  SELECT region, uniqIf(user_id, user_id != '') FROM {AUDIENCE_RAW} GROUP BY region
+) GROUP BY region ORDER BY users DESC""",
             "table",
             width=8,
+            uses_rollup=True,
         ),
     ],
 )
@@ -275,9 +308,9 @@ PERFORMANCE = Dashboard(
 SELECT concat(method, ' ', endpoint) AS route,
        sum(requests) AS request_count,
        round(sum(latency_sum_ms) / request_count, 2) AS avg_ms,
-       round(quantilesTDigestMerge(0.5, 0.95, 0.99)(latency_quantiles)[1], 2) AS p50_ms,
-       round(quantilesTDigestMerge(0.5, 0.95, 0.99)(latency_quantiles)[2], 2) AS p95_ms,
-       round(quantilesTDigestMerge(0.5, 0.95, 0.99)(latency_quantiles)[3], 2) AS p99_ms
+       round({P50}, 2) AS p50_ms,
+       round({P95}, 2) AS p95_ms,
+       round({P99}, 2) AS p99_ms
 FROM {ROLLUP}
 WHERE {FILTERS} AND endpoint != ''
 GROUP BY route ORDER BY p95_ms DESC""",
@@ -344,14 +377,35 @@ GROUP BY route, status_code ORDER BY requests DESC LIMIT 50""",
             uses_rollup=True,
         ),
         Panel(
-            "Slowest and failed requests",
+            "Slowest requests",
             "table",
             f"""
 SELECT timestamp, service_name, concat(method, ' ', endpoint) AS route, status_code,
        round(response_time_ms, 2) AS response_time_ms, trace_id
-FROM {RAW}
-WHERE $__timeFilter(timestamp) AND {FILTERS}
-ORDER BY status_code >= 500 DESC, response_time_ms DESC LIMIT 20""",
+FROM (
+  -- Plain columns here, expressions outside: the top 20 then reads only the granules that can
+  -- hold one of them (minmax index on response_time_ms) and the other columns of 20 rows.
+  SELECT timestamp, service_name, method, endpoint, status_code, response_time_ms, trace_id
+  FROM {RAW}
+  WHERE $__timeFilter(timestamp) AND {FILTERS}
+  ORDER BY response_time_ms DESC LIMIT 20
+) ORDER BY response_time_ms DESC""",
+            "table",
+            description="Click a trace id to see its spans below.",
+            links=TRACE_LINK,
+        ),
+        Panel(
+            "Latest server errors (5xx)",
+            "table",
+            f"""
+SELECT timestamp, service_name, concat(method, ' ', endpoint) AS route, status_code,
+       round(response_time_ms, 2) AS response_time_ms, trace_id
+FROM (
+  SELECT timestamp, service_name, method, endpoint, status_code, response_time_ms, trace_id
+  FROM {RAW}
+  WHERE $__timeFilter(timestamp) AND {FILTERS} AND status_code >= 500
+  ORDER BY timestamp DESC LIMIT 20
+) ORDER BY timestamp DESC""",
             "table",
             description="Click a trace id to see its spans below.",
             links=TRACE_LINK,
@@ -408,13 +462,16 @@ WHERE {FILTERS}""",
             "Active users",
             "stat",
             f"""
-SELECT uniq(user_id) AS users
-FROM {RAW}
-WHERE $__timeFilter(timestamp) AND {FILTERS} AND user_id != ''""",
+SELECT sum(users) AS users FROM (
+  SELECT {HLL}(users) AS users FROM {AUDIENCE_HOURLY}
+  UNION ALL
+  SELECT uniqIf(user_id, user_id != '') FROM {AUDIENCE_RAW}
+)""",
             "value",
             width=6,
             height=6,
             value_range=(0, 1e9),
+            uses_rollup=True,
         ),
         Panel(
             "Orders",
@@ -433,15 +490,15 @@ WHERE {FILTERS}""",
             "Checkout conversion",
             "stat",
             f"""
-SELECT uniqIf(session_id, endpoint = '/checkout' AND status_code < 400)
-       / greatest(uniqIf(session_id, method = 'POST' AND endpoint = '/cart'), 1) AS conversion
-FROM {RAW}
-WHERE $__timeFilter(timestamp) AND {FILTERS} AND session_id != ''""",
+SELECT least(sum(checked_out) / greatest(sum(carted), 1), 1) AS conversion
+FROM ({FUNNEL}
+)""",
             "value",
             width=6,
             height=6,
             unit="percentunit",
             value_range=(0, 1),
+            uses_rollup=True,
         ),
         Panel(
             "Revenue over time",
@@ -460,10 +517,15 @@ GROUP BY time ORDER BY time""",
             "Active users over time",
             "timeseries",
             f"""
-SELECT {BUCKET} AS time, uniqMerge(users) AS users
-FROM {ROLLUP}
-WHERE {FILTERS}
-GROUP BY time ORDER BY time""",
+SELECT time, sum(users) AS users FROM (
+  SELECT toStartOfInterval(ts, INTERVAL greatest($__interval_s, 3600) second) AS time,
+         {HLL}(users) AS users
+  FROM {AUDIENCE_HOURLY} GROUP BY time
+  UNION ALL
+  SELECT toStartOfInterval(timestamp, INTERVAL greatest($__interval_s, 60) second) AS time,
+         uniqIf(user_id, user_id != '')
+  FROM {AUDIENCE_RAW} GROUP BY time
+) GROUP BY time ORDER BY time""",
             "timeseries",
             unit="short",
             uses_rollup=True,
@@ -473,28 +535,25 @@ GROUP BY time ORDER BY time""",
             "Most viewed products",
             "table",
             f"""
-SELECT concat('#', toString(product_id)) AS product, any(product_category) AS category,
-       count() AS views
-FROM {RAW}
-WHERE $__timeFilter(timestamp) AND {FILTERS}
-  AND method = 'GET' AND endpoint = '/products/{{product_id}}' AND status_code = 200
-GROUP BY product ORDER BY views DESC LIMIT 10""",
+SELECT concat('#', toString(product_id)) AS product, category, views FROM (
+  SELECT product_id, any(product_category) AS category, count() AS views
+  FROM {RAW}
+  WHERE $__timeFilter(timestamp) AND {FILTERS}
+    AND method = 'GET' AND endpoint = '/products/{{product_id}}' AND status_code = 200
+  GROUP BY product_id ORDER BY views DESC LIMIT 10
+) ORDER BY views DESC""",
             "table",
         ),
         Panel(
             "Funnel: sessions that viewed, added to cart, checked out",
             "bargauge",
             f"""
-SELECT stage, sessions FROM (
-  SELECT ['1 viewed a product', '2 added to cart', '3 checked out'] AS stages,
-         [uniqIf(session_id, endpoint = '/products/{{product_id}}'),
-          uniqIf(session_id, method = 'POST' AND endpoint = '/cart' AND status_code < 400),
-          uniqIf(session_id, endpoint = '/checkout' AND status_code < 400)] AS counts
-  FROM {RAW}
-  WHERE $__timeFilter(timestamp) AND {FILTERS} AND session_id != ''
-) ARRAY JOIN stages AS stage, counts AS sessions
-ORDER BY stage""",
+SELECT stage, sum(sessions) AS sessions FROM ({FUNNEL}
+) ARRAY JOIN ['1 viewed a product', '2 added to cart', '3 checked out'] AS stage,
+             [viewed, carted, checked_out] AS sessions
+GROUP BY stage ORDER BY stage""",
             "table",
+            uses_rollup=True,
         ),
     ],
 )
