@@ -3,7 +3,7 @@
 --   * the time filter alone decompressed `timestamp` (Delta + ZSTD) in 80 ms; T64 + LZ4 reads it
 --     in 30 ms at the same size. Same for the other columns raw panels filter or sort on.
 --   * merging t-digest states took 170 ms for 168 hourly points; a log-bucket histogram merged
---     with sumMap takes 18 ms (quantiles within half a bucket, +-4.4 %).
+--     with sumMap takes 18 ms (p50/p95/p99 within 0.3 % of the exact ones on that data).
 --   * distinct users and sessions (raw `uniq` or merged `uniq` states): 250-530 ms. A narrow
 --     hourly table of HyperLogLog states per (hour, service, region) merges in 15-50 ms.
 --
