@@ -584,8 +584,8 @@ def main(argv: list[str] | None = None) -> int:
             f"## 3. Dashboard queries\n\n{summary['rows']:,} generated `request_metrics` rows"
             " over 7 days "
             f"(loaded with `INSERT ... SELECT FROM numbers()` in {summary['load seconds']} s,"
-            f" {summary['rows/s loaded']:,} rows/s; the rollups fill through their views), every panel"
-            " over the 7 days, macros expanded, run as the analyst, 20 times each.\n\n"
+            f" {summary['rows/s loaded']:,} rows/s; the rollups fill through their views),"
+            " every panel over the 7 days, macros expanded, run as the analyst, 20 times each.\n\n"
             "| dashboard | panel | p50 ms | p95 ms | rollup vs raw |\n|---|---|---|---|---|\n"
             + "\n".join("| " + " | ".join(row) + " |" for row in panels)
             + note
