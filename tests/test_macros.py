@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from clickpulse_grafana.macros import TimeRange, Variables, expand
@@ -24,6 +24,16 @@ def test_time_macros() -> None:
     assert expand("$__timeInterval(ts)", RANGE) == (
         "toStartOfInterval(toDateTime(ts), INTERVAL 10 second)"
     )
+
+
+@pytest.mark.parametrize(
+    ("hours", "interval_s"),
+    # Grafana's rounded auto interval at 300 points: the rollup choices depend on it.
+    [(1, 10), (6, 60), (24, 300), (48, 600), (24 * 7, 1800), (24 * 30, 7200)],
+)
+def test_interval_is_rounded_as_grafana_rounds_it(hours: int, interval_s: int) -> None:
+    start = datetime(2026, 11, 1, tzinfo=UTC)
+    assert TimeRange(start, start + timedelta(hours=hours)).interval_s == interval_s
 
 
 def test_conditional_all_and_sqlstring_variables() -> None:

@@ -2,8 +2,8 @@
 same SQL runs in tests, the offline report and the benchmarks.
 
 F and T are the range's start and end in Unix seconds, I the interval in seconds
-(max(1, intervalMs / 1000)). Template variables are expanded first (as Grafana does), then
-the macros (as the plugin does, server-side)."""
+(max(1, intervalMs / 1000), intervalMs rounded as Grafana rounds it). Template variables are
+expanded first (as Grafana does), then the macros (as the plugin does, server-side)."""
 
 from __future__ import annotations
 
@@ -31,8 +31,52 @@ class TimeRange:
 
     @property
     def interval_s(self) -> int:
-        """Grafana's auto interval: range / max data points, at least one second."""
-        return max(1, int((self.to_s - self.from_s) / self.max_data_points))
+        """Grafana's auto interval: range / max data points, rounded to Grafana's ladder of
+        "nice" intervals, in whole seconds (at least one), as the plugin passes it on."""
+        raw_ms = (self.to_s - self.from_s) * 1000 / self.max_data_points
+        return max(1, _nice_interval_ms(raw_ms) // 1000)
+
+
+# Grafana's interval rounding (@grafana/data rangeutil.roundInterval): below each bound (ms),
+# the interval becomes the value next to it.
+_NICE_INTERVALS_MS = [
+    (10, 1),
+    (15, 10),
+    (35, 20),
+    (75, 50),
+    (150, 100),
+    (350, 200),
+    (750, 500),
+    (1_500, 1_000),
+    (3_500, 2_000),
+    (7_500, 5_000),
+    (12_500, 10_000),
+    (17_500, 15_000),
+    (25_000, 20_000),
+    (45_000, 30_000),
+    (90_000, 60_000),
+    (210_000, 120_000),
+    (450_000, 300_000),
+    (750_000, 600_000),
+    (1_050_000, 900_000),
+    (1_500_000, 1_200_000),
+    (2_700_000, 1_800_000),
+    (5_400_000, 3_600_000),
+    (9_000_000, 7_200_000),
+    (16_200_000, 10_800_000),
+    (32_400_000, 21_600_000),
+    (86_400_000, 43_200_000),
+    (604_800_000, 86_400_000),
+    (1_814_400_000, 604_800_000),
+    (3_628_800_000, 2_592_000_000),
+]
+
+
+def _nice_interval_ms(interval_ms: float) -> int:
+    for bound, nice in _NICE_INTERVALS_MS:
+        if interval_ms < bound:
+            return nice
+    return 31_536_000_000
 
 
 @dataclass(frozen=True)
