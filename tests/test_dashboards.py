@@ -154,6 +154,14 @@ def test_distinct_counts_read_the_hourly_states_unless_an_endpoint_is_picked(
     assert _tables_read(reader, checkout) == {"analytics.request_metrics"}
 
 
+def test_raw_panels_prune_by_time_through_the_timestamp_index(reader: Client) -> None:
+    panel = next(p for p in DASHBOARDS["performance"].panels if p.title == "Slowest requests")
+    plan = "\n".join(
+        r[0] for r in reader.query("EXPLAIN indexes = 1 " + expand(panel.sql, _range())).result_rows
+    )
+    assert "idx_timestamp" in plan
+
+
 def test_failed_requests_show_with_their_trace(reader: Client, traffic: dict[str, Any]) -> None:
     panel = next(p for p in DASHBOARDS["performance"].panels if p.title.startswith("Latest server"))
     columns, rows = _query(reader, expand(panel.sql, _range()))
