@@ -9,8 +9,10 @@ export const options = {
   discardResponseBodies: true,
 };
 
+// TARGET is a path ("/products?limit=20"); without it, a random product of the first 50.
 export default function () {
-  http.get(`${__ENV.BASE_URL}/products/${1 + Math.floor(Math.random() * 50)}`);
+  const path = __ENV.TARGET || `/products/${1 + Math.floor(Math.random() * 50)}`;
+  http.get(`${__ENV.BASE_URL}${path}`);
 }
 
 export function handleSummary(data) {

@@ -190,7 +190,9 @@ def bench_ingest(settings: Settings, seconds: float, target_rate: int) -> dict[s
 # --- 2. instrumentation overhead --------------------------------------------------------------
 
 
-def _probe(base_url: str, duration: str, vus: int, server: psutil.Process) -> dict[str, float]:
+def _probe(
+    base_url: str, target: str, duration: str, vus: int, server: psutil.Process
+) -> dict[str, float]:
     cpu_before = sum(server.cpu_times()[:2])
     with tempfile.TemporaryDirectory() as tmp:
         summary = Path(tmp) / "summary.json"
@@ -202,6 +204,8 @@ def _probe(base_url: str, duration: str, vus: int, server: psutil.Process) -> di
                 "--no-usage-report",
                 "-e",
                 f"BASE_URL={base_url}",
+                "-e",
+                f"TARGET={target}",
                 "-e",
                 f"DURATION={duration}",
                 "-e",
@@ -224,7 +228,15 @@ def _probe(base_url: str, duration: str, vus: int, server: psutil.Process) -> di
     }
 
 
-def bench_overhead(settings: Settings, duration: str, rounds: int) -> dict[str, Any]:
+# The cheapest endpoint (one row by primary key: the worst case for relative overhead) and a
+# page of 20 products.
+OVERHEAD_TARGETS = {
+    "GET /products/{product_id}": "",
+    "GET /products?limit=20": "/products?limit=20",
+}
+
+
+def bench_overhead(settings: Settings, duration: str, rounds: int) -> list[dict[str, Any]]:
     env = {**os.environ, **settings.service_env()}
     servers, urls = [], {}
     for mode in ("on", "off"):
@@ -259,14 +271,22 @@ def bench_overhead(settings: Settings, duration: str, rounds: int) -> dict[str, 
         processes = dict(
             zip(("on", "off"), (psutil.Process(server.pid) for server in servers), strict=True)
         )
-        results: dict[str, list[dict[str, float]]] = {"on": [], "off": []}
-        for _ in range(rounds):  # alternate, so drift on the box hits both alike
-            for mode in ("off", "on"):
-                results[mode].append(_probe(urls[mode], duration, 20, processes[mode]))
+        rows = []
+        for endpoint, target in OVERHEAD_TARGETS.items():
+            results: dict[str, list[dict[str, float]]] = {"on": [], "off": []}
+            for _ in range(rounds):  # alternate, so drift on the box hits both alike
+                for mode in ("off", "on"):
+                    probe = _probe(urls[mode], target, duration, 20, processes[mode])
+                    results[mode].append(probe)
+            rows.append({"endpoint": endpoint, **_overhead_row(results)})
     finally:
         for server in servers:
             server.terminate()
             server.wait(10)
+    return rows
+
+
+def _overhead_row(results: dict[str, list[dict[str, float]]]) -> dict[str, Any]:
     # Medians, and the ratio of each back-to-back pair: this box's speed drifts by 15-25 %
     # between minutes, which a single pair or a mean over rounds would report as overhead.
     rps = {m: statistics.median(r["rps"] for r in rs) for m, rs in results.items()}
@@ -590,11 +610,12 @@ def main(argv: list[str] | None = None) -> int:
         overhead = bench_overhead(settings, "5s", 1 if quick else 8)
         console.print(overhead)
         sections["2"] = (
-            "## 2. Instrumentation overhead\n\nThe same CRUD endpoint "
-            "(`GET /products/{product_id}`) on two extra processes, telemetry on and off,\n"
-            "measured in 8 back-to-back pairs of 5 s with k6 (20 VUs, closed model); medians.\n"
-            "CPU per request is the service process's own (span export thread included), from\n"
-            "the kernel's counters.\n\n" + _md_table([overhead]) + note
+            "## 2. Instrumentation overhead\n\nThe same CRUD endpoints on two extra"
+            " processes, telemetry on and off,\neach measured in 8 back-to-back pairs of 5 s"
+            " with k6 (20 VUs, closed model); medians.\nCPU per request is the service"
+            " process's own (span export thread included), from\nthe kernel's counters.\n\n"
+            + _md_table(overhead)
+            + note
         )
     if "dashboards" in wanted:
         console.rule("3. dashboard queries")
