@@ -162,6 +162,15 @@ def test_raw_panels_prune_by_time_through_the_timestamp_index(reader: Client) ->
     assert "idx_timestamp" in plan
 
 
+def test_every_rollup_panel_has_a_raw_twin_for_the_benchmark(reader: Client) -> None:
+    from clickpulse_bench.benchmarks import RAW_TWINS
+
+    rollup_panels = {p.title for _, p in PANELS if p.uses_rollup}
+    assert rollup_panels == set(RAW_TWINS)
+    for title, sql in RAW_TWINS.items():
+        assert _query(reader, expand(sql, _range()))[0], title
+
+
 def test_failed_requests_show_with_their_trace(reader: Client, traffic: dict[str, Any]) -> None:
     panel = next(p for p in DASHBOARDS["performance"].panels if p.title.startswith("Latest server"))
     columns, rows = _query(reader, expand(panel.sql, _range()))

@@ -369,6 +369,52 @@ SELECT toStartOfInterval(timestamp, INTERVAL greatest($__interval_s, 60) second)
        uniq(user_id) AS users
 FROM analytics.request_metrics WHERE $__timeFilter(timestamp) AND user_id != ''
 GROUP BY time ORDER BY time""",
+    "Status codes": """
+SELECT toString(status_code) AS status, count() AS requests FROM analytics.request_metrics
+WHERE $__timeFilter(timestamp) GROUP BY status ORDER BY requests DESC""",
+    "Top 10 endpoints": """
+SELECT concat(method, ' ', endpoint) AS route, count() AS requests
+FROM analytics.request_metrics WHERE $__timeFilter(timestamp) AND endpoint != ''
+GROUP BY route ORDER BY requests DESC LIMIT 10""",
+    "Active users by region": """
+SELECT region, uniq(user_id) AS users FROM analytics.request_metrics
+WHERE $__timeFilter(timestamp) AND user_id != '' GROUP BY region ORDER BY users DESC""",
+    "Response time per endpoint": """
+SELECT concat(method, ' ', endpoint) AS route, count() AS request_count,
+       avg(response_time_ms) AS avg_ms,
+       quantiles(0.5, 0.95, 0.99)(response_time_ms) AS latency_quantiles_ms
+FROM analytics.request_metrics WHERE $__timeFilter(timestamp) AND endpoint != ''
+GROUP BY route ORDER BY latency_quantiles_ms[2] DESC""",
+    "Throughput by service": """
+SELECT toStartOfInterval(timestamp, INTERVAL greatest($__interval_s, 60) second) AS time,
+       service_name, count() AS requests
+FROM analytics.request_metrics WHERE $__timeFilter(timestamp)
+GROUP BY time, service_name ORDER BY time""",
+    "Error rate (5xx share)": """
+SELECT toStartOfInterval(timestamp, INTERVAL greatest($__interval_s, 60) second) AS time,
+       countIf(status_code >= 500) / count() AS error_rate
+FROM analytics.request_metrics WHERE $__timeFilter(timestamp) GROUP BY time ORDER BY time""",
+    "Errors per minute": """
+SELECT toStartOfInterval(timestamp, INTERVAL greatest($__interval_s, 60) second) AS time,
+       countIf(status_code >= 500) * 60 / greatest($__interval_s, 60) AS server_errors,
+       countIf(status_code >= 400 AND status_code < 500) * 60 / greatest($__interval_s, 60)
+           AS client_errors
+FROM analytics.request_metrics WHERE $__timeFilter(timestamp) GROUP BY time ORDER BY time""",
+    "Errors by endpoint": """
+SELECT concat(method, ' ', endpoint) AS route, status_code, count() AS requests
+FROM analytics.request_metrics WHERE $__timeFilter(timestamp) AND status_code >= 400
+GROUP BY route, status_code ORDER BY requests DESC LIMIT 50""",
+    "Revenue": """
+SELECT sumIf(transaction_amount, status_code < 400) AS revenue FROM analytics.request_metrics
+WHERE $__timeFilter(timestamp)""",
+    "Orders": """
+SELECT countIf(order_id IS NOT NULL AND transaction_amount IS NOT NULL AND status_code < 400)
+FROM analytics.request_metrics WHERE $__timeFilter(timestamp)""",
+    "Checkout conversion": """
+SELECT uniqIf(session_id, endpoint = '/checkout' AND status_code < 400)
+       / greatest(uniqIf(session_id, method = 'POST' AND endpoint = '/cart'
+                         AND status_code < 400), 1) AS conversion
+FROM analytics.request_metrics WHERE $__timeFilter(timestamp) AND session_id != ''""",
     "Funnel: sessions that viewed, added to cart, checked out": """
 SELECT uniqIf(session_id, endpoint = '/products/{product_id}'),
        uniqIf(session_id, method = 'POST' AND endpoint = '/cart' AND status_code < 400),
