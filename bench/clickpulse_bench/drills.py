@@ -9,8 +9,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import sys
 import time
 from collections import Counter
@@ -58,13 +56,10 @@ def _outage(
 ) -> None:
     while load.elapsed() < at_s:
         time.sleep(0.1)
-    proc = component.process.running()
-    if proc is None:
+    if component.process.running() is None:
         raise RuntimeError(f"{component.name} is not running: start the stack with `nox -s up`")
     if kill:
-        os.killpg(os.getsid(proc.pid), signal.SIGKILL)
-        proc.wait(10)
-        component.process.pid_file.unlink(missing_ok=True)
+        component.process.kill()
     else:
         component.process.stop()
     console.print(f"  {component.name} {'killed' if kill else 'stopped'} at {load.elapsed():.0f}s")

@@ -88,6 +88,15 @@ class ManagedProcess:
             f"last lines of {self.log_file}:\n{tail(self.log_file, 25)}"
         )
 
+    def kill(self) -> None:
+        """SIGKILL to its whole session, as a crash would: no shutdown, no flush."""
+        proc = self.running()
+        if proc is None:
+            raise StackError(f"{self.name} is not running")
+        os.killpg(os.getsid(proc.pid), signal.SIGKILL)
+        proc.wait(10)
+        self.pid_file.unlink(missing_ok=True)
+
     def stop(self) -> bool:
         """Stops the process and everything in its session. True if something was running."""
         proc = self.running()

@@ -223,6 +223,29 @@ TRACE_LINK = [
     }
 ]
 
+
+def _request_list(title: str, condition: str, order_by: str) -> Panel:
+    """20 requests of the raw table with a link to their trace. The inner SELECT lists plain
+    columns and the expressions stay outside: a top 20 then reads only the granules that can
+    hold one of them (minmax indexes) and the other columns of 20 rows."""
+    return Panel(
+        title,
+        "table",
+        f"""
+SELECT timestamp, service_name, concat(method, ' ', endpoint) AS route, status_code,
+       round(response_time_ms, 2) AS response_time_ms, trace_id
+FROM (
+  SELECT timestamp, service_name, method, endpoint, status_code, response_time_ms, trace_id
+  FROM {RAW}
+  WHERE $__timeFilter(timestamp) AND {FILTERS}{condition}
+  ORDER BY {order_by} LIMIT 20
+) ORDER BY {order_by}""",
+        "table",
+        description="Click a trace id to see its spans below.",
+        links=TRACE_LINK,
+    )
+
+
 OVERVIEW = Dashboard(
     uid="clickpulse-overview",
     title="Overview",
@@ -376,40 +399,8 @@ GROUP BY route, status_code ORDER BY requests DESC LIMIT 50""",
             "table",
             uses_rollup=True,
         ),
-        Panel(
-            "Slowest requests",
-            "table",
-            f"""
-SELECT timestamp, service_name, concat(method, ' ', endpoint) AS route, status_code,
-       round(response_time_ms, 2) AS response_time_ms, trace_id
-FROM (
-  -- Plain columns here, expressions outside: the top 20 then reads only the granules that can
-  -- hold one of them (minmax index on response_time_ms) and the other columns of 20 rows.
-  SELECT timestamp, service_name, method, endpoint, status_code, response_time_ms, trace_id
-  FROM {RAW}
-  WHERE $__timeFilter(timestamp) AND {FILTERS}
-  ORDER BY response_time_ms DESC LIMIT 20
-) ORDER BY response_time_ms DESC""",
-            "table",
-            description="Click a trace id to see its spans below.",
-            links=TRACE_LINK,
-        ),
-        Panel(
-            "Latest server errors (5xx)",
-            "table",
-            f"""
-SELECT timestamp, service_name, concat(method, ' ', endpoint) AS route, status_code,
-       round(response_time_ms, 2) AS response_time_ms, trace_id
-FROM (
-  SELECT timestamp, service_name, method, endpoint, status_code, response_time_ms, trace_id
-  FROM {RAW}
-  WHERE $__timeFilter(timestamp) AND {FILTERS} AND status_code >= 500
-  ORDER BY timestamp DESC LIMIT 20
-) ORDER BY timestamp DESC""",
-            "table",
-            description="Click a trace id to see its spans below.",
-            links=TRACE_LINK,
-        ),
+        _request_list("Slowest requests", "", "response_time_ms DESC"),
+        _request_list("Latest server errors (5xx)", " AND status_code >= 500", "timestamp DESC"),
         Panel(
             "Trace spans (pick a trace above)",
             "table",
