@@ -24,7 +24,7 @@ from clickpulse_services.common.database import (
     sqlalchemy_plugin,
 )
 from clickpulse_services.common.settings import ServiceSettings
-from clickpulse_services.common.telemetry import ServerSpanMiddleware, Telemetry
+from clickpulse_services.common.telemetry import Telemetry, remember_exception
 
 MAX_PAGE = 100
 
@@ -73,14 +73,11 @@ def create_app(
             telemetry.shutdown()
 
     plugins: list[Any] = [sqlalchemy_plugin(db_config)]
-    if settings.telemetry_enabled:
-        plugins.append(telemetry.litestar_plugin())
-
-    return Litestar(
+    app = Litestar(
         route_handlers=[health, Router(path="/", route_handlers=list(route_handlers))],
         plugins=plugins,
-        middleware=[ServerSpanMiddleware],
         exception_handlers=EXCEPTION_HANDLERS,
+        after_exception=[remember_exception] if settings.telemetry_enabled else [],
         openapi_config=OpenAPIConfig(
             title=title,
             version="1.0.0",
@@ -93,3 +90,8 @@ def create_app(
         on_startup=list(on_startup_hooks),
         on_shutdown=list(on_shutdown_hooks),
     )
+    if settings.telemetry_enabled:
+        # Around the router, where Litestar's own OpenTelemetry plugin puts its middleware:
+        # requests that match no route (404, 405) are traced too.
+        app.asgi_handler = telemetry.server_spans(app.asgi_handler)
+    return app

@@ -1,0 +1,138 @@
+"""The server-span middleware in-process, with the real OpenTelemetry SDK keeping finished spans
+in memory: what each kind of request becomes (the services' tests check the same spans after
+the collector and ClickHouse)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from clickpulse_services.common.settings import ServiceSettings
+from clickpulse_services.common.telemetry import Telemetry, remember_exception
+from litestar import Litestar, get
+from litestar.testing import TestClient
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+
+TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
+PARENT_ID = "b7ad6b7169203331"
+
+
+@get("/items/{item_id:int}", sync_to_thread=False)
+def item(item_id: int) -> dict[str, int]:
+    return {"id": item_id}
+
+
+@get("/boom", sync_to_thread=False)
+def boom() -> None:
+    raise RuntimeError("the handler broke")
+
+
+@get("/health", sync_to_thread=False)
+def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@pytest.fixture
+def traced() -> Iterator[tuple[TestClient[Litestar], InMemorySpanExporter]]:
+    settings = ServiceSettings.from_env("spans-test")
+    telemetry = Telemetry(
+        ServiceSettings(**{**settings.__dict__, "telemetry_enabled": False})  # no OTLP export
+    )
+    exporter = InMemorySpanExporter()
+    telemetry.tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    app = Litestar([item, boom, health], after_exception=[remember_exception])
+    app.asgi_handler = telemetry.server_spans(app.asgi_handler)
+    with TestClient(app) as client:
+        yield client, exporter
+
+
+def _only(exporter: InMemorySpanExporter) -> ReadableSpan:
+    spans = exporter.get_finished_spans()
+    assert len(spans) == 1, [s.name for s in spans]
+    return spans[0]
+
+
+def test_a_routed_request_is_one_server_span_named_by_its_route(
+    traced: tuple[TestClient[Litestar], InMemorySpanExporter],
+) -> None:
+    client, exporter = traced
+    response = client.get(
+        "/items/7",
+        headers={
+            "traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01",
+            "user-agent": "spans-test/1.0",
+            "x-user-id": "u-1",
+            "x-session-id": "s-1",
+            # TestClient's peer is "testclient", not a trusted proxy: this must be ignored.
+            "x-forwarded-for": "10.3.0.9",
+        },
+    )
+    assert response.status_code == 200
+    span = _only(exporter)
+    assert span.name == "GET /items/{item_id}"
+    assert span.kind == SpanKind.SERVER
+    assert span.status.status_code == StatusCode.UNSET
+    assert format(span.context.trace_id, "032x") == TRACE_ID
+    assert span.parent is not None and format(span.parent.span_id, "016x") == PARENT_ID
+    assert dict(span.attributes or {}) == {
+        "http.request.method": "GET",
+        "url.scheme": "http",
+        "url.path": "/items/7",
+        "client.address": "testclient",
+        "app.region": "unknown",
+        "user_agent.original": "spans-test/1.0",
+        "user.id": "u-1",
+        "session.id": "s-1",
+        "http.route": "/items/{item_id}",
+        "http.response.status_code": 200,
+        "http.response.body.size": len(response.content),
+    }
+
+
+def test_requests_that_match_no_route_are_traced_without_one(
+    traced: tuple[TestClient[Litestar], InMemorySpanExporter],
+) -> None:
+    client, exporter = traced
+    assert client.get("/nowhere").status_code == 404
+    span = _only(exporter)
+    assert span.name == "GET"
+    assert span.attributes is not None and "http.route" not in span.attributes
+    assert span.attributes["http.response.status_code"] == 404
+    assert span.status.status_code == StatusCode.UNSET  # a 4xx is the client's error
+
+
+def test_an_unknown_method_is_other_and_cannot_name_the_span(
+    traced: tuple[TestClient[Litestar], InMemorySpanExporter],
+) -> None:
+    client, exporter = traced
+    assert client.request("BREW", "/items/1").status_code == 405
+    span = _only(exporter)
+    assert span.name.startswith("HTTP")
+    assert span.attributes is not None
+    assert span.attributes["http.request.method"] == "_OTHER"
+    assert span.attributes["http.request.method_original"] == "BREW"
+
+
+def test_a_failing_handler_is_an_error_span_with_its_exception(
+    traced: tuple[TestClient[Litestar], InMemorySpanExporter],
+) -> None:
+    client, exporter = traced
+    assert client.get("/boom").status_code == 500
+    span = _only(exporter)
+    assert span.status.status_code == StatusCode.ERROR
+    assert span.attributes is not None and span.attributes["error.type"] == "500"
+    events = [(e.name, dict(e.attributes or {})) for e in span.events]
+    assert [name for name, _ in events] == ["exception"]
+    assert events[0][1]["exception.type"] == "RuntimeError"
+    assert events[0][1]["exception.message"] == "the handler broke"
+
+
+def test_health_checks_are_not_traced(
+    traced: tuple[TestClient[Litestar], InMemorySpanExporter],
+) -> None:
+    client, exporter = traced
+    assert client.get("/health").status_code == 200
+    assert exporter.get_finished_spans() == ()
