@@ -653,12 +653,13 @@ def main(argv: list[str] | None = None) -> int:
         )
     if "overhead" in wanted:
         console.rule("2. instrumentation overhead")
-        overhead = bench_overhead(settings, "5s", 1 if quick else 8)
+        pairs = 1 if quick else 12
+        overhead = bench_overhead(settings, "5s", pairs)
         console.print(overhead)
         sections["2"] = (
             "## 2. Instrumentation overhead\n\nThe same CRUD endpoints on two extra"
-            " processes, telemetry on and off,\neach measured in 8 back-to-back pairs of 5 s"
-            " with k6 (20 VUs, closed model); medians.\nCPU per request is the service"
+            f" processes, telemetry on and off,\neach measured in {pairs} back-to-back pairs of"
+            " 5 s with k6 (20 VUs, closed model); medians.\nCPU per request is the service"
             " process's own (span export thread included), from\nthe kernel's counters.\n\n"
             + _md_table(overhead)
             + note
