@@ -236,6 +236,9 @@ OVERHEAD_TARGETS = {
 }
 
 
+SETTLE_S = 2.5
+
+
 def bench_overhead(settings: Settings, duration: str, rounds: int) -> list[dict[str, Any]]:
     env = {**os.environ, **settings.service_env()}
     servers, urls = [], {}
@@ -276,6 +279,10 @@ def bench_overhead(settings: Settings, duration: str, rounds: int) -> list[dict[
             results: dict[str, list[dict[str, float]]] = {"on": [], "off": []}
             for _ in range(rounds):  # alternate, so drift on the box hits both alike
                 for mode in ("off", "on"):
+                    # Let the collector and ClickHouse finish the previous probe's spans (SDK
+                    # batch 0.5 s, collector batch 1 s): otherwise every "off" probe pays for
+                    # the "on" probe before it, which flatters the ratio.
+                    time.sleep(SETTLE_S)
                     probe = _probe(urls[mode], target, duration, 20, processes[mode])
                     results[mode].append(probe)
             rows.append({"endpoint": endpoint, **_overhead_row(results)})
