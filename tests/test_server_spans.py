@@ -10,6 +10,7 @@ import pytest
 from clickpulse_services.common.settings import ServiceSettings
 from clickpulse_services.common.telemetry import Telemetry, remember_exception
 from litestar import Litestar, get
+from litestar.params import FromPath
 from litestar.testing import TestClient
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -21,7 +22,7 @@ PARENT_ID = "b7ad6b7169203331"
 
 
 @get("/items/{item_id:int}", sync_to_thread=False)
-def item(item_id: int) -> dict[str, int]:
+def item(item_id: FromPath[int]) -> dict[str, int]:
     return {"id": item_id}
 
 

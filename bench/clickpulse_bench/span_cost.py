@@ -14,6 +14,7 @@ from typing import Any
 from clickpulse_services.common.settings import ServiceSettings
 from clickpulse_services.common.telemetry import Telemetry, annotate
 from litestar import Litestar, get
+from litestar.params import FromPath
 from litestar.types import ASGIApp, Message, ReceiveMessage, Scope
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
@@ -30,7 +31,7 @@ HEADERS = [
 
 
 @get("/products/{product_id:int}", sync_to_thread=False)
-def _product(product_id: int) -> dict[str, Any]:
+def _product(product_id: FromPath[int]) -> dict[str, Any]:
     annotate(product_id=product_id, product_category="books")
     return {"id": product_id, "name": "Widget", "category": "books", "price": "12.50"}
 
