@@ -641,9 +641,8 @@ def main(argv: list[str] | None = None) -> int:
     quick = args.quick
     wanted = set(args.only or ["ingest", "overhead", "dashboards", "load", "footprint"])
     settings = Settings.from_env()
-    command = "nox -s bench" + (
-        " -- " + " ".join(argv or sys.argv[1:]) if (argv or sys.argv[1:]) else ""
-    )
+    given = sys.argv[1:] if argv is None else argv
+    command = "nox -s bench" + (" -- " + " ".join(given) if given else "")
     note = f"\n\nCommand: `{command}`."
     sections: dict[str, str] = {}
 
