@@ -4,6 +4,7 @@ the collector and ClickHouse)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 
 import pytest
@@ -39,9 +40,7 @@ def health() -> dict[str, str]:
 @pytest.fixture
 def traced() -> Iterator[tuple[TestClient[Litestar], InMemorySpanExporter]]:
     settings = ServiceSettings.from_env("spans-test")
-    telemetry = Telemetry(
-        ServiceSettings(**{**settings.__dict__, "telemetry_enabled": False})  # no OTLP export
-    )
+    telemetry = Telemetry(dataclasses.replace(settings, telemetry_enabled=False))  # no OTLP
     exporter = InMemorySpanExporter()
     telemetry.tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
     app = Litestar([item, boom, health], after_exception=[remember_exception])

@@ -186,7 +186,7 @@ class ServerSpans:
 
     Placed outside Litestar's router (like Litestar's own OpenTelemetry middleware), so
     requests that match no route are traced too. It replaces
-    `opentelemetry-instrumentation-asgi`, which costs ~3x more CPU per request for the same
+    `opentelemetry-instrumentation-asgi`, which costs ~4x more CPU per request for the same
     span (it decodes every header for each lookup and sets each attribute twice); see
     docs/benchmarks.md, "Instrumentation overhead"."""
 

@@ -72,10 +72,9 @@ def create_app(
         finally:
             telemetry.shutdown()
 
-    plugins: list[Any] = [sqlalchemy_plugin(db_config)]
     app = Litestar(
         route_handlers=[health, Router(path="/", route_handlers=list(route_handlers))],
-        plugins=plugins,
+        plugins=[sqlalchemy_plugin(db_config)],
         exception_handlers=EXCEPTION_HANDLERS,
         after_exception=[remember_exception] if settings.telemetry_enabled else [],
         openapi_config=OpenAPIConfig(
