@@ -1,16 +1,26 @@
-// clickpulse sessions for k6: every virtual user plays sessions of one user type, from one
-// region (its client address travels as X-Forwarded-For), with its own user id, session id and
-// user agent; it browses, fills a cart, sometimes checks out, and thinks between requests.
+// clickpulse sessions for k6: every session plays one user type, from one region (its client
+// address travels as X-Forwarded-For), with its own user id, session id and user agent; it
+// browses, fills a cart, sometimes checks out, and thinks between requests.
 // An arrival-rate executor (open model) holds the target request rate, whatever the latency.
+// Each iteration is exactly one request and never sleeps: a VU interleaves a pool of sessions
+// and serves the most overdue one, so a thinking user holds no VU and the VUs needed are
+// rate x latency, not rate x (think time + latency).
 // The plan (load/config.yaml, rendered by the Python runner) comes in CLICKPULSE_LOAD_PLAN.
 import http from 'k6/http';
-import { sleep } from 'k6';
 import { Counter, Trend } from 'k6/metrics';
 import exec from 'k6/execution';
 
 const plan = JSON.parse(open(__ENV.CLICKPULSE_LOAD_PLAN));
 
+// Answered requests, tagged phase and outcome (good | shed | error): the audit expects each of
+// them in ClickHouse, and `good` ones make the goodput.
 const sent = new Counter('clickpulse_sent');
+// Requests k6 gave up on (timeout, connection error): the server may still have answered them,
+// so the audit must not take their spans for duplicates.
+const abandoned = new Counter('clickpulse_abandoned');
+// Latency of answered requests, tagged phase, answer (served | shed) and, in the steady phase,
+// window (early | late half) to see latency climb.
+const answers = new Trend('clickpulse_latency', true);
 const latency = plan.endpoints.map((_, i) => new Trend(`clickpulse_endpoint_${i}`, true));
 
 const AGENTS = [
@@ -27,7 +37,9 @@ function scenario() {
     timeUnit: '1s',
     preAllocatedVUs: plan.pre_allocated_vus,
     maxVUs: plan.max_vus,
-    gracefulStop: '10s',
+    // Long enough for a request in flight at the end to be answered or time out, so that each
+    // one is counted as sent or abandoned (a cut-off iteration would be neither).
+    gracefulStop: `${Math.ceil(plan.request_timeout_ms / 1000) + 5}s`,
   };
   if (plan.ramp_up_s > 0) {
     return Object.assign(base, {
@@ -42,8 +54,22 @@ function scenario() {
 }
 
 const thresholds = Object.assign({}, plan.thresholds);
-// Sub-metrics appear in the summary only when a threshold names them.
-thresholds['clickpulse_sent{phase:steady}'] = ['count>=0'];
+// Sub-metrics appear in the summary only when a threshold names them; these always hold.
+[
+  'clickpulse_sent{phase:steady}',
+  'clickpulse_sent{phase:steady,outcome:good}',
+  'clickpulse_sent{phase:steady,outcome:error}',
+  'clickpulse_abandoned{phase:steady}',
+  'clickpulse_abandoned{cause:timeout}',
+  'clickpulse_abandoned{phase:steady,cause:timeout}',
+].forEach((name) => { thresholds[name] = ['count>=0']; });
+[
+  'clickpulse_latency{phase:steady}',
+  'clickpulse_latency{phase:steady,answer:served}',
+  'clickpulse_latency{phase:steady,answer:shed}',
+  'clickpulse_latency{window:early}',
+  'clickpulse_latency{window:late}',
+].forEach((name) => { thresholds[name] = ['max>=0']; });
 plan.endpoints.forEach((_, i) => { thresholds[`clickpulse_endpoint_${i}`] = ['max>=0']; });
 
 export const options = {
@@ -51,9 +77,8 @@ export const options = {
   thresholds,
   summaryTrendStats: ['avg', 'min', 'med', 'p(95)', 'p(99)', 'max', 'count'],
   discardResponseBodies: true,
-  // An out-of-stock checkout is a normal business outcome, not a failed request.
-  noConnectionReuse: false,
 };
+// An out-of-stock checkout (409) is a normal business outcome, not a failed request.
 http.setResponseCallback(http.expectedStatuses({ min: 200, max: 399 }, 409));
 
 function pickWeighted(items) {
@@ -113,6 +138,7 @@ function newSession() {
     agent: pick(AGENTS),
     left: randInt(type.requests_min, type.requests_max),
     cart: 0,
+    due: 0,
   };
 }
 
@@ -120,9 +146,40 @@ const find = (method, path) => plan.endpoints.findIndex((e) => e.method === meth
 const CART_ADD = find('POST', '/cart');
 const CHECKOUT = find('POST', '/checkout');
 
-let session = null;
+// This VU's sessions in progress; each is due for its next request at `due` (ms since epoch).
+const pool = [];
+// Mean ms between a session falling due and this VU serving it. k6 hands iterations to its VUs
+// in turn, so a due session waits for its VU's next turn, longer when several are due at once;
+// sessions are made due that much early, so the gaps between their requests average their
+// think time instead of think time plus that wait.
+let lateMs = 0;
 
-function call(endpoint) {
+function dueSession(now) {
+  let best = null;
+  for (const session of pool) {
+    if (session.due <= now && (best === null || session.due < best.due)) best = session;
+  }
+  if (best !== null) {
+    lateMs += (now - best.due - lateMs) * 0.05;
+    return best;
+  }
+  const session = newSession();
+  pool.push(session);
+  return session;
+}
+
+function phase(elapsedS) {
+  return elapsedS >= plan.ramp_up_s ? 'steady' : 'ramp';
+}
+
+// Retry-After in seconds (the services send a number), or 0.
+function retryAfterS(response) {
+  const value = Number(response.headers['Retry-After']);
+  return Number.isFinite(value) && value > 0 ? value : 0;
+}
+
+// Returns how long the server asked this session to wait (Retry-After), in seconds.
+function call(session, endpoint) {
   const headers = {
     'X-User-Id': String(session.userId),
     'X-Session-Id': session.id,
@@ -138,38 +195,57 @@ function call(endpoint) {
   url = url.replace('{user_id}', String(pick(plan.user_ids)))
     .replace('{product_id}', String(popularProduct()))
     .replace('{order_id}', '1');
+  let quantity = 0;
   if (endpoint.method === 'POST' && endpoint.path === '/cart') {
-    const quantity = randInt(1, 3);
+    quantity = randInt(1, 3);
     body = JSON.stringify({ product_id: popularProduct(), quantity });
-    session.cart += quantity;
   }
-  const tags = { name: `${endpoint.method} ${endpoint.path}`, phase: phase() };
-  const response = http.request(endpoint.method, url, body, { headers, tags, timeout: '10s' });
-  if (response.status !== 0) {
-    sent.add(1, { phase: tags.phase });
-    latency[endpoint.index].add(response.timings.duration);
+  const elapsedS = (Date.now() - exec.scenario.startTime) / 1000;
+  const tags = { name: `${endpoint.method} ${endpoint.path}`, phase: phase(elapsedS) };
+  const response = http.request(endpoint.method, url, body, {
+    headers,
+    tags,
+    timeout: `${plan.request_timeout_ms}ms`,
+  });
+  const status = response.status;
+  if (status === 0) {
+    // k6's error code 1050 is its request timeout; the others are connection failures.
+    const cause = response.error_code === 1050 ? 'timeout' : 'connection';
+    abandoned.add(1, { phase: tags.phase, cause });
+    return 0;
   }
-  if (endpoint.path === '/checkout' && response.status === 201) session.cart = 0;
-}
-
-function phase() {
-  const elapsed = (Date.now() - exec.scenario.startTime) / 1000;
-  return elapsed >= plan.ramp_up_s ? 'steady' : 'ramp';
+  const shed = status === 503 || status === 429;
+  const outcome = shed ? 'shed' : status >= 500 ? 'error' : 'good';
+  sent.add(1, { phase: tags.phase, outcome });
+  const answerTags = { phase: tags.phase, answer: shed ? 'shed' : 'served' };
+  if (tags.phase === 'steady') {
+    answerTags.window = elapsedS < plan.ramp_up_s + plan.duration_s / 2 ? 'early' : 'late';
+  }
+  answers.add(response.timings.duration, answerTags);
+  latency[endpoint.index].add(response.timings.duration);
+  if (quantity > 0 && status < 300) session.cart += quantity;
+  if (endpoint.path === '/checkout' && status === 201) session.cart = 0;
+  return shed ? retryAfterS(response) : 0;
 }
 
 export default function () {
-  if (session === null || session.left <= 0) session = newSession();
+  const session = dueSession(Date.now());
   let endpoint = pickWeighted(session.endpoints);
   const last = session.left === 1;
   if (endpoint.index === CHECKOUT && session.cart === 0 && CART_ADD >= 0) {
-    endpoint = plan.endpoints[CART_ADD];
-    endpoint = Object.assign({ index: CART_ADD }, endpoint);
+    endpoint = Object.assign({ index: CART_ADD }, plan.endpoints[CART_ADD]);
   } else if (last && session.cart > 0 && CHECKOUT >= 0 && Math.random() < plan.conversion) {
     endpoint = Object.assign({ index: CHECKOUT }, plan.endpoints[CHECKOUT]);
   }
-  call(endpoint);
+  const wait = call(session, endpoint);
   session.left -= 1;
-  sleep(randFloat(session.type.think_min, session.type.think_max));
+  if (session.left <= 0) {
+    pool.splice(pool.indexOf(session), 1);
+    return;
+  }
+  // A shed session honours Retry-After; the rate does not drop, other sessions fill in.
+  const thinkMs = randFloat(session.type.think_min, session.type.think_max) * 1000;
+  session.due = Date.now() + Math.max(thinkMs - lateMs, wait * 1000);
 }
 
 export function handleSummary(data) {

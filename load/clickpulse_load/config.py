@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from pathlib import Path
 from typing import Annotated
@@ -49,8 +50,9 @@ def parse_duration(value: str | int | float, key: str) -> float:
 class Simulation(msgspec.Struct, forbid_unknown_fields=True):
     requests_per_second: Annotated[float, msgspec.Meta(gt=0, le=100_000)]
     duration: str | int = "60s"
-    workers: Annotated[int, msgspec.Meta(ge=1, le=20_000)] = 200
+    workers: Annotated[int, msgspec.Meta(ge=1, le=20_000)] = 600
     ramp_up: str | int = "0s"
+    request_timeout: str | int | float = "10s"
     checkout_conversion: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.3
     product_popularity_skew: Annotated[float, msgspec.Meta(ge=0, le=5)] = 1.0
     seed_users: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 200
@@ -79,8 +81,30 @@ class Endpoint(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class Service(msgspec.Struct, forbid_unknown_fields=True):
-    base_url: str
     endpoints: list[Endpoint]
+    # None: the local stack's address for this service (see default_base_url).
+    base_url: str | None = None
+
+    @property
+    def url(self) -> str:
+        """The base URL without a trailing slash (set once the config is loaded)."""
+        assert self.base_url is not None
+        return self.base_url.rstrip("/")
+
+
+# Where the local stack serves each service: the port variables `clickpulse.stack` honours.
+SERVICE_PORTS = {
+    "crud_service": ("CLICKPULSE_CRUD_API_PORT", 8001),
+    "ecommerce_service": ("CLICKPULSE_ECOMMERCE_API_PORT", 8002),
+}
+
+
+def default_base_url(service: str) -> str:
+    variable, default = SERVICE_PORTS[service]
+    raw = os.environ.get(variable, str(default))
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise ConfigError(f"endpoints.{service}.base_url: {variable}={raw!r} is not a port")
+    return f"http://127.0.0.1:{int(raw)}"
 
 
 class LoadConfig(msgspec.Struct, forbid_unknown_fields=True):
@@ -98,10 +122,16 @@ class LoadConfig(msgspec.Struct, forbid_unknown_fields=True):
     def ramp_up_s(self) -> float:
         return parse_duration(self.simulation.ramp_up, "simulation.ramp_up")
 
+    @property
+    def request_timeout_s(self) -> float:
+        return parse_duration(self.simulation.request_timeout, "simulation.request_timeout")
+
 
 def _validate(config: LoadConfig) -> None:
     config.duration_s  # noqa: B018 - parse for its error
     config.ramp_up_s  # noqa: B018
+    if config.request_timeout_s <= 0:
+        raise ConfigError("simulation.request_timeout: must be more than 0 (e.g. 10s, 500ms)")
     names = [t.name for t in config.user_types]
     if not names:
         raise ConfigError("user_types: at least one user type is needed")
@@ -129,6 +159,8 @@ def _validate(config: LoadConfig) -> None:
             raise ConfigError(
                 f"endpoints.{service}: unknown service; known: {', '.join(KNOWN_ENDPOINTS)}"
             )
+        if spec.base_url is None:
+            spec.base_url = default_base_url(service)
         if not re.match(r"^https?://[^/\s]+/?$", spec.base_url):
             raise ConfigError(
                 f"endpoints.{service}.base_url: {spec.base_url!r} is not http://host:port"

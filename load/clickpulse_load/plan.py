@@ -12,6 +12,10 @@ import httpx
 from clickpulse_load.config import LoadConfig
 
 MAX_IDS = 5000
+# Time a VU spends per iteration (one request, no think time) that pre-allocation provides for.
+# k6 hands iterations to idle VUs in turn, so this is also the longest a due session waits for
+# its VU: more would blur think times, less would make k6 start VUs mid-run.
+LATENCY_MARGIN_S = 0.25
 
 
 def _ids(client: httpx.Client, path: str, wanted: int) -> list[int]:
@@ -42,7 +46,7 @@ def seed_ids(config: LoadConfig) -> tuple[list[int], list[int]]:
     crud = config.endpoints.get("crud_service")
     if crud is None:
         raise ValueError("endpoints.crud_service is needed to find users and products")
-    with httpx.Client(base_url=crud.base_url.rstrip("/"), timeout=60) as client:
+    with httpx.Client(base_url=crud.url, timeout=60) as client:
         users = _ensure(client, "/users", "/demo/generate-users", config.simulation.seed_users)
         products = _ensure(
             client, "/products", "/demo/generate-products", config.simulation.seed_products
@@ -54,13 +58,9 @@ def build_plan(
     config: LoadConfig, *, run_id: str, user_ids: list[int], product_ids: list[int]
 ) -> dict[str, Any]:
     sim = config.simulation
-    think = [
-        (t.think_time_seconds[0] + t.think_time_seconds[1]) / 2
-        for t in config.user_types
-        if t.weight > 0
-    ]
-    # Little's law: VUs busy = arrival rate x time per iteration (think + a latency margin).
-    busy = sim.requests_per_second * (max(think, default=0) + 0.5)
+    # Little's law: VUs busy = arrival rate x time per iteration; an iteration is one request
+    # (sessions think between iterations without holding a VU), so think time does not count.
+    busy = sim.requests_per_second * LATENCY_MARGIN_S
     regions = []
     for name, region in config.regions.items():
         network = ipaddress.ip_network(region.pool)
@@ -77,7 +77,7 @@ def build_plan(
     endpoints = [
         {
             "service": service,
-            "base_url": spec.base_url.rstrip("/"),
+            "base_url": spec.url,
             "path": endpoint.path,
             "method": method,
             "weight": endpoint.weight / len(endpoint.methods),
@@ -94,6 +94,7 @@ def build_plan(
         "duration_s": math.ceil(duration),
         "ramp_up_s": math.ceil(config.ramp_up_s),
         "max_vus": sim.workers,
+        "request_timeout_ms": max(1, round(config.request_timeout_s * 1000)),
         "pre_allocated_vus": max(1, min(sim.workers, math.ceil(busy))),
         "conversion": sim.checkout_conversion,
         "skew": sim.product_popularity_skew,
