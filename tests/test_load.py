@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
+from clickpulse_load.config import load_config
+from clickpulse_load.plan import build_plan
 
 from clickpulse.stack.settings import REPO_ROOT
 
@@ -16,13 +20,16 @@ CONFIG = REPO_ROOT / "load" / "config.yaml"
 
 
 def _load(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    # The stack's ports and state folder travel along: the runner finds the services and
+    # ClickHouse wherever this test run's stack is.
+    stack = {k: v for k, v in os.environ.items() if k.startswith("CLICKPULSE_")}
     return subprocess.run(
         [sys.executable, "-m", "clickpulse_load", *args],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={"PATH": "/usr/bin:/bin", "COLUMNS": "160", "HOME": str(Path.home())},
+        env={"PATH": "/usr/bin:/bin", "COLUMNS": "160", "HOME": str(Path.home()), **stack},
     )
 
 
@@ -93,3 +100,93 @@ def test_a_minute_at_100_rps_holds_the_rate_and_loses_nothing(tmp_path: Path) ->
     assert audit["missing"] == 0
     assert "ingestion audit" in result.stdout and "latency per endpoint" in result.stdout
     assert "POST /checkout" in result.stdout
+    assert facts["target_missed"] is False and facts["missed_reasons"] == []
+    assert audit["duplicates"] == 0 and audit["abandoned"] == 0
+    # Not a terminal: k6 runs with --quiet, so its once-a-second progress lines stay out.
+    assert "running (" not in result.stdout + result.stderr
+
+
+def test_an_unreachable_rate_exits_4_naming_the_vu_cap(tmp_path: Path) -> None:
+    """Two workers cannot hold 2,000 req/s: the runner must say the target was missed, and
+    why, instead of "all good"."""
+
+    def capped(raw: dict[str, Any]) -> None:
+        raw["simulation"].update(workers=2, ramp_up="0s")
+
+    report = tmp_path / "report.json"
+    result = _load(
+        "--config",
+        str(_config_with(tmp_path, capped)),
+        "--rps",
+        "2000",
+        "--duration",
+        "10s",
+        "--json",
+        str(report),
+        timeout=180,
+    )
+    output = " ".join(result.stdout.split())
+    assert result.returncode == 4, output[-3000:] + result.stderr[-2000:]
+    assert "target missed" in output and "VU cap reached" in output
+    assert "all good" not in output
+    facts = json.loads(report.read_text())
+    assert facts["target_missed"] is True
+    assert facts["missed_reasons"][0].startswith("VU cap reached")
+    assert facts["vus_max"] == 2 and facts["dropped_iterations"] > 0
+    assert facts["target_rps"] == 2000 and facts["achieved_rps"] < 0.98 * 2000
+    assert facts["audit"]["missing"] == 0
+
+
+def test_requests_the_client_gives_up_on_are_abandoned_not_duplicates(tmp_path: Path) -> None:
+    """With a 5 ms client timeout, k6 gives up on requests the services still answer: their
+    spans land without being counted as sent, and the audit must say so, not call them
+    duplicates or lose track of the ones that were answered."""
+
+    def impatient(raw: dict[str, Any]) -> None:
+        raw["simulation"].update(request_timeout="5ms", ramp_up="0s")
+
+    report = tmp_path / "report.json"
+    result = _load(
+        "--config",
+        str(_config_with(tmp_path, impatient)),
+        "--rps",
+        "20",
+        "--duration",
+        "10s",
+        "--json",
+        str(report),
+        timeout=180,
+    )
+    output = " ".join(result.stdout.split())
+    assert result.returncode != 1, output[-3000:] + result.stderr[-2000:]
+    facts = json.loads(report.read_text())
+    audit = facts["audit"]
+    assert facts["abandoned"] > 0
+    assert audit["abandoned_by_client"] == facts["abandoned"]
+    assert 0 < audit["abandoned"] <= facts["abandoned"]
+    assert audit["duplicates"] == 0
+    assert audit["missing"] == 0
+    assert audit["landed_distinct"] == audit["sent"] + audit["abandoned"]
+    assert "abandoned by the client, answered by the server" in output
+    # The answered rate falls short of the target, and the report says it is the timeouts.
+    assert result.returncode == 4
+    assert any("got no answer" in reason for reason in facts["missed_reasons"])
+
+
+def test_vus_follow_the_rate_and_the_latency_margin_not_the_think_time() -> None:
+    config = load_config(CONFIG)
+    config.simulation.requests_per_second = 1000
+    plan = build_plan(config, run_id="sizing", user_ids=[1], product_ids=[1])
+    assert plan["pre_allocated_vus"] <= plan["max_vus"] <= 600
+    for user_type in config.user_types:
+        user_type.think_time_seconds = (30.0, 60.0)
+    thinking = build_plan(config, run_id="sizing", user_ids=[1], product_ids=[1])
+    assert thinking["pre_allocated_vus"] == plan["pre_allocated_vus"]
+
+
+def test_base_urls_default_to_the_local_stack_ports(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLICKPULSE_CRUD_API_PORT", "18001")
+    monkeypatch.setenv("CLICKPULSE_ECOMMERCE_API_PORT", "18002")
+    config = load_config(CONFIG)
+    assert config.endpoints["crud_service"].url == "http://127.0.0.1:18001"
+    assert config.endpoints["ecommerce_service"].url == "http://127.0.0.1:18002"

