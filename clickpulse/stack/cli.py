@@ -4,6 +4,7 @@ sql call."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -29,7 +30,8 @@ def up(settings: Settings) -> None:
         component.prepare()
     for component in components:
         started = time.monotonic()
-        if component.process.running() is not None and component.process.healthy():
+        proc = component.process.running()
+        if proc is not None and component.is_current(proc) and component.process.healthy():
             console.print(f"{component.name}: already running")
         else:
             component.process.stop()  # a dead or unhealthy leftover
@@ -124,6 +126,15 @@ def main(argv: list[str] | None = None) -> None:
     for name in ("up", "down", "status"):
         p = sub.add_parser(name)
         p.add_argument("--compose", action="store_true", help="use compose.yaml (Docker)")
+        if name == "up":
+            p.add_argument(
+                "--workers",
+                type=int,
+                choices=range(1, 65),
+                metavar="N",
+                help="worker processes per service (default: half the cores, at least 1;"
+                " env CLICKPULSE_SERVICE_WORKERS)",
+            )
     sub.add_parser("reset")
     sub.add_parser("migrate", help="apply the ClickHouse migrations to a running server")
     p_logs = sub.add_parser("logs")
@@ -133,6 +144,8 @@ def main(argv: list[str] | None = None) -> None:
     p_sql.add_argument("query")
     args = parser.parse_args(argv)
     settings = Settings.from_env()
+    if getattr(args, "workers", None):
+        settings = dataclasses.replace(settings, service_workers=args.workers)
     try:
         if getattr(args, "compose", False):
             compose(args.command)

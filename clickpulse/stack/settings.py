@@ -62,10 +62,26 @@ class Ports:
         )
 
 
+def default_workers() -> int:
+    """Worker processes per service: half the cores this process may use (the two services
+    share them, beside PostgreSQL, the collector and ClickHouse), at least one."""
+    return max(1, len(os.sched_getaffinity(0)) // 2)
+
+
+def _workers() -> int:
+    raw = os.environ.get("CLICKPULSE_SERVICE_WORKERS")
+    if raw is None:
+        return default_workers()
+    if not raw.isdigit() or not 1 <= int(raw) <= 64:
+        raise SystemExit(f"CLICKPULSE_SERVICE_WORKERS={raw!r} is not a number of processes 1..64")
+    return int(raw)
+
+
 @dataclass(frozen=True)
 class Settings:
     state_dir: Path
     ports: Ports
+    service_workers: int = 1
     host: str = "127.0.0.1"
     pg_database: str = "clickpulse"
     pg_user: str = "clickpulse"
@@ -76,7 +92,7 @@ class Settings:
     @classmethod
     def from_env(cls) -> Settings:
         state = Path(os.environ.get("CLICKPULSE_STATE_DIR", REPO_ROOT / ".stack")).resolve()
-        return cls(state_dir=state, ports=Ports.from_env())
+        return cls(state_dir=state, ports=Ports.from_env(), service_workers=_workers())
 
     @property
     def ch_host(self) -> str:

@@ -26,7 +26,9 @@ from litestar.status_codes import (
 )
 from litestar.types import ExceptionHandlersMap
 from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from clickpulse_services.common.admission import RETRY_AFTER_S
 from clickpulse_services.common.settings import ServiceSettings
 
 
@@ -34,8 +36,17 @@ def sqlalchemy_config(settings: ServiceSettings) -> SQLAlchemyAsyncConfig:
     return SQLAlchemyAsyncConfig(
         connection_string=settings.database_url,
         session_config=AsyncSessionConfig(expire_on_commit=False),
+        # No overflow: under load, overflow connections were opened and closed around every
+        # request (a TLS probe and a login each time). Admission control (common/admission.py)
+        # keeps the requests that wait for this pool few, and a short pool timeout answers 503.
+        # No pre-ping: it was a round trip before every request. A connection that died with
+        # the server fails its request with a 503 (see below) and SQLAlchemy then drops the
+        # whole pool, so one request per process pays for an outage instead of all of them.
         engine_config=EngineConfig(
-            pool_size=10, max_overflow=10, pool_pre_ping=True, pool_timeout=5
+            pool_size=settings.db_pool_size,
+            max_overflow=0,
+            pool_pre_ping=False,
+            pool_timeout=settings.db_pool_timeout_s,
         ),
         before_send_handler="autocommit",
         create_all=False,
@@ -56,6 +67,16 @@ def _database_unavailable(_: Request[Any, Any, Any], exc: Exception) -> Response
         "the database is unavailable; retry shortly",
         error=type(exc).__name__,
     )
+
+
+def _pool_exhausted(_: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    response = _body(
+        HTTP_503_SERVICE_UNAVAILABLE,
+        f"over capacity: no database connection within the pool timeout; retry after"
+        f" {RETRY_AFTER_S} s",
+    )
+    response.headers["Retry-After"] = str(RETRY_AFTER_S)
+    return response
 
 
 def _detail(exc: Exception, fallback: str) -> str:
@@ -92,6 +113,7 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     IntegrityError: _conflict,
     RepositoryError: _repository_error,
     DataError: _bad_value,
+    PoolTimeout: _pool_exhausted,
     OperationalError: _database_unavailable,
     InterfaceError: _database_unavailable,
     ConnectionError: _database_unavailable,

@@ -37,6 +37,13 @@ class ServiceSettings:
     trusted_proxies: tuple[IPNetwork, ...] = field(default_factory=tuple)
     regions: tuple[tuple[IPNetwork, str], ...] = field(default_factory=tuple)
     metrics_interval_ms: int = 5000
+    # Capacity per process (README, "Capacity"): requests in flight before shedding with 503,
+    # database connections, how long a request may wait for one, and how long the shop waits
+    # for the CRUD API (well below the 10 s the load generator's clients wait).
+    max_in_flight: int = 64
+    db_pool_size: int = 16
+    db_pool_timeout_s: int = 1
+    catalogue_timeout_s: float = 2.0
 
     @classmethod
     def from_env(cls, service_name: str) -> ServiceSettings:
@@ -58,6 +65,10 @@ class ServiceSettings:
             ),
             regions=tuple((ipaddress.ip_network(cidr), name) for cidr, name in regions.items()),
             metrics_interval_ms=int(env.get("CLICKPULSE_METRICS_INTERVAL_MS", "5000")),
+            max_in_flight=int(env.get("CLICKPULSE_MAX_IN_FLIGHT", "64")),
+            db_pool_size=int(env.get("CLICKPULSE_DB_POOL_SIZE", "16")),
+            db_pool_timeout_s=int(env.get("CLICKPULSE_DB_POOL_TIMEOUT", "1")),
+            catalogue_timeout_s=float(env.get("CLICKPULSE_CATALOGUE_TIMEOUT", "2.0")),
         )
 
 

@@ -15,9 +15,11 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.params import Parameter
 from litestar.response import Response
 from litestar.types import ControllerRouterHandler
+from litestar.utils import normalize_path
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from clickpulse_services.common.admission import Admission
 from clickpulse_services.common.database import (
     EXCEPTION_HANDLERS,
     sqlalchemy_config,
@@ -84,13 +86,32 @@ def create_app(
             path="/docs",
             render_plugins=[SwaggerRenderPlugin(path="/")],
         ),
-        state=State({"settings": settings, "telemetry": telemetry, **(extra_state or {})}),
+        state=State(
+            {
+                "settings": settings,
+                "telemetry": telemetry,
+                # The plugin's own engine (same pool) for the Core reads of the hot paths.
+                "engine": db_config.get_engine(),
+                **(extra_state or {}),
+            }
+        ),
         lifespan=[lifespan],
         on_startup=list(on_startup_hooks),
         on_shutdown=list(on_shutdown_hooks),
     )
+    router = app.asgi_router
+
+    def route_of(path: str, method: str) -> str | None:
+        try:
+            template: str = router.handle_routing(path=normalize_path(path), method=method)[4]
+        except Exception:  # no such route or method: the span goes without one, as a 404 would
+            return None
+        return template
+
+    # Around the router, where Litestar's own OpenTelemetry plugin puts its middleware:
+    # requests that match no route (404, 405) are traced too, and so are the ones admission
+    # control sheds.
+    app.asgi_handler = Admission(app.asgi_handler, settings.max_in_flight, route_of)
     if settings.telemetry_enabled:
-        # Around the router, where Litestar's own OpenTelemetry plugin puts its middleware:
-        # requests that match no route (404, 405) are traced too.
         app.asgi_handler = telemetry.server_spans(app.asgi_handler)
     return app

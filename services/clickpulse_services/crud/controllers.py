@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import random
 from decimal import Decimal
-from typing import Any
+from typing import Annotated
 
 import msgspec
 from advanced_alchemy.extensions.litestar.providers import create_service_provider
-from advanced_alchemy.filters import LimitOffset, OrderBy
 from advanced_alchemy.service import OffsetPagination
 from faker import Faker
 from litestar import Controller, delete, get, post, put
+from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.params import Parameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from clickpulse_services.common.telemetry import annotate
-from clickpulse_services.common.web import Id, Limit, Offset
+from clickpulse_services.common.web import MAX_PAGE, Id, Limit, Offset
+from clickpulse_services.crud.reads import Reads
 from clickpulse_services.crud.schemas import (
     Generated,
     GenerateRequest,
@@ -28,6 +30,20 @@ from clickpulse_services.crud.schemas import (
 )
 from clickpulse_services.crud.services import ProductService, UserService
 
+
+def _reads(state: State) -> Reads:
+    return Reads(state.engine)
+
+
+# `?ids=3&ids=7`: the shop confirms a whole cart in one call, not one call per product.
+ProductIds = Annotated[
+    list[Id] | None,
+    Parameter(max_items=MAX_PAGE, description=f"only these product ids, at most {MAX_PAGE}"),
+]
+
+# Built once per process (use_cache): the hot GETs resolve no per-request dependency.
+READS = Provide(_reads, use_cache=True, sync_to_thread=False)
+
 CATEGORIES = ("electronics", "books", "home", "toys", "sports", "fashion", "grocery")
 REGIONS = ("us-east", "us-west", "eu-west", "ap-south", "sa-east")
 
@@ -35,15 +51,13 @@ REGIONS = ("us-east", "us-west", "eu-west", "ap-south", "sa-east")
 class UserController(Controller):
     path = "/users"
     tags = ["users"]
-    dependencies = {"users": Provide(create_service_provider(UserService))}
+    dependencies = {"users": Provide(create_service_provider(UserService)), "reads": READS}
 
     @get(operation_id="ListUsers", summary="List users, newest first")
     async def list_users(
-        self, users: UserService, limit: Limit, offset: Offset
+        self, reads: Reads, limit: Limit, offset: Offset
     ) -> OffsetPagination[UserRead]:
-        page = LimitOffset(limit=limit, offset=offset)
-        results, total = await users.list_and_count(page, OrderBy("id", "desc"))
-        return users.to_schema(results, total, filters=[page], schema_type=UserRead)
+        return await reads.users(limit, offset)
 
     @post(operation_id="CreateUser", status_code=HTTP_201_CREATED)
     async def create_user(self, users: UserService, data: UserCreate) -> UserRead:
@@ -52,26 +66,30 @@ class UserController(Controller):
         return users.to_schema(user, schema_type=UserRead)
 
     @get("/{user_id:int}", operation_id="GetUser")
-    async def get_user(self, users: UserService, user_id: Id) -> UserRead:
-        return users.to_schema(await users.get(user_id), schema_type=UserRead)
+    async def get_user(self, reads: Reads, user_id: Id) -> UserRead:
+        return await reads.user(user_id)
 
 
 class ProductController(Controller):
     path = "/products"
     tags = ["products"]
-    dependencies = {"products": Provide(create_service_provider(ProductService))}
+    dependencies = {
+        "products": Provide(create_service_provider(ProductService)),
+        "reads": READS,
+    }
 
-    @get(operation_id="ListProducts", summary="List products, optionally of one category")
+    @get(operation_id="ListProducts", summary="List products, optionally of one category or ids")
     async def list_products(
-        self, products: ProductService, limit: Limit, offset: Offset, category: str | None = None
+        self,
+        reads: Reads,
+        limit: Limit,
+        offset: Offset,
+        category: str | None = None,
+        ids: ProductIds = None,
     ) -> OffsetPagination[ProductRead]:
-        page = LimitOffset(limit=limit, offset=offset)
-        where: dict[str, Any] = {}
         if category is not None:
             annotate(product_category=category)
-            where["category"] = category
-        results, total = await products.list_and_count(page, OrderBy("id", "asc"), **where)
-        return products.to_schema(results, total, filters=[page], schema_type=ProductRead)
+        return await reads.products(limit, offset, category, ids or ())
 
     @post(operation_id="CreateProduct", status_code=HTTP_201_CREATED)
     async def create_product(self, products: ProductService, data: ProductCreate) -> ProductRead:
@@ -80,11 +98,11 @@ class ProductController(Controller):
         return products.to_schema(product, schema_type=ProductRead)
 
     @get("/{product_id:int}", operation_id="GetProduct")
-    async def get_product(self, products: ProductService, product_id: Id) -> ProductRead:
+    async def get_product(self, reads: Reads, product_id: Id) -> ProductRead:
         annotate(product_id=product_id)
-        product = await products.get(product_id)
+        product = await reads.product(product_id)
         annotate(product_category=product.category)
-        return products.to_schema(product, schema_type=ProductRead)
+        return product
 
     @put("/{product_id:int}", operation_id="UpdateProduct")
     async def update_product(

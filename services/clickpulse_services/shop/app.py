@@ -20,7 +20,10 @@ settings = get_settings(SERVICE_NAME)
 async def _open_catalogue(app: Litestar) -> None:
     telemetry = app.state.telemetry
     app.state.catalogue = Catalogue(
-        settings.crud_api_url, telemetry.tracer_provider if settings.telemetry_enabled else None
+        settings.crud_api_url,
+        telemetry.tracer_provider if settings.telemetry_enabled else None,
+        timeout_s=settings.catalogue_timeout_s,
+        connections=settings.max_in_flight,
     )
 
 

@@ -3,14 +3,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from decimal import Decimal
+from collections.abc import Collection
 from typing import Annotated, Any
 
 from advanced_alchemy.extensions.litestar.providers import create_service_provider
 from advanced_alchemy.filters import LimitOffset, OrderBy
 from advanced_alchemy.service import OffsetPagination
 from litestar import Controller, Request, delete, get, post, put
+from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import NotFoundException
 from litestar.params import Parameter
@@ -23,10 +23,10 @@ from clickpulse_services.common.models import CartItem, Order
 from clickpulse_services.common.settings import ServiceSettings
 from clickpulse_services.common.telemetry import annotate
 from clickpulse_services.common.web import Id, Limit, Offset
+from clickpulse_services.shop.carts import Carts, cart_from_rows
 from clickpulse_services.shop.catalogue import Catalogue
 from clickpulse_services.shop.schemas import (
     CartAdd,
-    CartLine,
     CartRead,
     CartUpdate,
     OrderCreate,
@@ -34,7 +34,6 @@ from clickpulse_services.shop.schemas import (
     OrderRead,
 )
 from clickpulse_services.shop.services import (
-    CartService,
     OrderService,
     checkout,
     ensure_user,
@@ -61,40 +60,39 @@ def _forwarded(request: Request[Any, Any, Any]) -> dict[str, str]:
 
 
 async def _confirm_in_catalogue(
-    request: Request[Any, Any, Any], product_ids: Iterable[int]
+    request: Request[Any, Any, Any], product_ids: Collection[int]
 ) -> None:
     """The catalogue confirms every product still exists (and joins the trace); prices and
     stock are then re-read under lock in the order's transaction, which is what counts."""
     catalogue: Catalogue = request.app.state.catalogue
-    headers = _forwarded(request)
-    for product_id in sorted(product_ids):
-        await catalogue.product(product_id, headers=headers)
+    await catalogue.products(product_ids, headers=_forwarded(request))
 
 
 async def _cart(session: AsyncSession, user_id: int) -> CartRead:
-    items = (
-        await session.scalars(
-            select(CartItem).where(CartItem.user_id == user_id).order_by(CartItem.id)
+    """The cart as the ORM session sees it, inside a transaction that changed it."""
+    rows = (
+        await session.execute(
+            select(
+                CartItem.user_id,
+                CartItem.id,
+                CartItem.product_id,
+                CartItem.quantity,
+                CartItem.unit_price,
+            )
+            .where(CartItem.user_id == user_id)
+            .order_by(CartItem.id)
         )
     ).all()
-    lines = [
-        CartLine(
-            id=i.id,
-            product_id=i.product_id,
-            quantity=i.quantity,
-            unit_price=i.unit_price,
-            line_total=i.unit_price * i.quantity,
-        )
-        for i in items
-    ]
-    count = sum(line.quantity for line in lines)
-    annotate(cart_items_count=count)
-    return CartRead(
-        user_id=user_id,
-        items=lines,
-        items_count=count,
-        total=sum((line.line_total for line in lines), Decimal("0.00")),
-    )
+    return _counted(cart_from_rows(user_id, rows))
+
+
+def _counted(cart: CartRead) -> CartRead:
+    annotate(cart_items_count=cart.items_count)
+    return cart
+
+
+def _carts(state: State) -> Carts:
+    return Carts(state.engine)
 
 
 def _order(order: Order) -> OrderRead:
@@ -114,44 +112,21 @@ def _order(order: Order) -> OrderRead:
 class CartController(Controller):
     path = "/cart"
     tags = ["cart"]
-    dependencies = {"carts": Provide(create_service_provider(CartService))}
+    # Built once per process (use_cache): the hot paths resolve no per-request dependency.
+    dependencies = {"carts": Provide(_carts, use_cache=True, sync_to_thread=False)}
 
     @get(operation_id="GetCart")
-    async def get_cart(self, db_session: AsyncSession, user_id: UserId) -> CartRead:
-        await ensure_user(db_session, user_id)
-        return await _cart(db_session, user_id)
+    async def get_cart(self, carts: Carts, user_id: UserId) -> CartRead:
+        return _counted(await carts.get(user_id))
 
     @post(operation_id="AddToCart", status_code=HTTP_201_CREATED)
     async def add_to_cart(
-        self,
-        request: Request[Any, Any, Any],
-        db_session: AsyncSession,
-        user_id: UserId,
-        data: CartAdd,
+        self, request: Request[Any, Any, Any], carts: Carts, user_id: UserId, data: CartAdd
     ) -> CartRead:
-        await ensure_user(db_session, user_id)
         catalogue: Catalogue = request.app.state.catalogue
         product = await catalogue.product(data.product_id, headers=_forwarded(request))
         annotate(product_id=product.id, product_category=product.category)
-        line = await db_session.scalar(
-            select(CartItem)
-            .where(CartItem.user_id == user_id, CartItem.product_id == product.id)
-            .with_for_update()
-        )
-        if line is None:
-            db_session.add(
-                CartItem(
-                    user_id=user_id,
-                    product_id=product.id,
-                    quantity=data.quantity,
-                    unit_price=product.price,
-                )
-            )
-        else:
-            line.quantity = min(line.quantity + data.quantity, 1000)
-            line.unit_price = product.price
-        await db_session.flush()
-        return await _cart(db_session, user_id)
+        return _counted(await carts.add(user_id, product.id, data.quantity, product.price))
 
     @put("/{item_id:int}", operation_id="UpdateCartItem")
     async def update_cart_item(

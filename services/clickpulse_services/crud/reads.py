@@ -1,0 +1,102 @@
+"""The CRUD API's hot read paths as SQLAlchemy Core statements on an autocommit connection.
+
+Why not the advanced-alchemy services used for writes: a read through them costs a session, a
+repository, BEGIN, the query, COMMIT and an ORM object turned into a schema. A profile of
+`GET /products/{id}` under load put ~60 % of the request's CPU there (1.8 ms a request in all).
+Here one statement is one round trip (no transaction around a single SELECT) and the row
+becomes the response struct directly; the tables and columns stay the models' own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from advanced_alchemy.exceptions import NotFoundError
+from advanced_alchemy.service import OffsetPagination
+from sqlalchemy import Select, bindparam, func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from clickpulse_services.common.models import Product, User
+from clickpulse_services.crud.schemas import ProductRead, UserRead
+
+AnySelect = Select[*tuple[Any, ...]]
+
+# Column order = the read structs' field order: a row becomes a struct positionally.
+PRODUCT_COLUMNS = (
+    Product.id,
+    Product.name,
+    Product.category,
+    Product.price,
+    Product.stock,
+    Product.created_at,
+    Product.updated_at,
+)
+USER_COLUMNS = (User.id, User.email, User.name, User.region, User.created_at)
+
+# Built once: building a statement per request cost ~15 % of a request's CPU in the profile
+# (operators, cache keys), more than executing its cached compiled form.
+PRODUCT_BY_ID = select(*PRODUCT_COLUMNS).where(Product.id == bindparam("id"))
+USER_BY_ID = select(*USER_COLUMNS).where(User.id == bindparam("id"))
+
+
+class Reads:
+    """Autocommit reads: the engine's pool, without a transaction per statement."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+
+    async def _rows(self, statement: AnySelect, **parameters: Any) -> Sequence[Any]:
+        async with self.engine.connect() as connection:
+            return (await connection.execute(statement, parameters)).all()
+
+    async def _page(
+        self, statement: AnySelect, count: AnySelect, limit: int, offset: int
+    ) -> tuple[list[Any], int]:
+        """One round trip for the page and its total (a window count beside each row); a
+        second only when the page is empty, where no row carries the total."""
+        rows = await self._rows(
+            statement.add_columns(func.count().over().label("total")).limit(limit).offset(offset)
+        )
+        if rows:
+            return [row[:-1] for row in rows], int(rows[0][-1])
+        return [], int((await self._rows(count))[0][0])
+
+    async def product(self, product_id: int) -> ProductRead:
+        rows = await self._rows(PRODUCT_BY_ID, id=product_id)
+        if not rows:
+            raise NotFoundError(detail=f"product {product_id} does not exist")
+        return ProductRead(*rows[0])
+
+    async def products(
+        self, limit: int, offset: int, category: str | None = None, ids: Sequence[int] = ()
+    ) -> OffsetPagination[ProductRead]:
+        statement = select(*PRODUCT_COLUMNS).order_by(Product.id)
+        count = select(func.count()).select_from(Product)
+        if category is not None:
+            statement = statement.where(Product.category == category)
+            count = count.where(Product.category == category)
+        if ids:
+            statement = statement.where(Product.id.in_(ids))
+            count = count.where(Product.id.in_(ids))
+        rows, total = await self._page(statement, count, limit, offset)
+        return OffsetPagination(
+            items=[ProductRead(*row) for row in rows], total=total, limit=limit, offset=offset
+        )
+
+    async def user(self, user_id: int) -> UserRead:
+        rows = await self._rows(USER_BY_ID, id=user_id)
+        if not rows:
+            raise NotFoundError(detail=f"user {user_id} does not exist")
+        return UserRead(*rows[0])
+
+    async def users(self, limit: int, offset: int) -> OffsetPagination[UserRead]:
+        rows, total = await self._page(
+            select(*USER_COLUMNS).order_by(User.id.desc()),
+            select(func.count()).select_from(User),
+            limit,
+            offset,
+        )
+        return OffsetPagination(
+            items=[UserRead(*row) for row in rows], total=total, limit=limit, offset=offset
+        )

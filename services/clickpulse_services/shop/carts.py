@@ -1,0 +1,109 @@
+"""The cart's hot paths (read it, add to it) as SQLAlchemy Core statements in autocommit.
+
+Through the ORM session, `GET /cart` was BEGIN, a user lookup, the cart query and COMMIT, and
+`POST /cart` a locking read and a flush on top: four to six round trips. Here reading is one
+statement (the user joined to their lines: no row means no such user) and adding is one upsert
+on the `one_line_per_product` constraint, atomic without an explicit lock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from litestar.exceptions import NotFoundException
+from sqlalchemy import BindParameter, bindparam, func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from clickpulse_services.common.models import CartItem, User
+from clickpulse_services.shop.schemas import CartLine, CartRead
+
+MAX_QUANTITY = 1000
+
+CART_OF_USER = (
+    select(User.id, CartItem.id, CartItem.product_id, CartItem.quantity, CartItem.unit_price)
+    .outerjoin(CartItem, CartItem.user_id == User.id)
+    .where(User.id == bindparam("user_id"))
+    .order_by(CartItem.id)
+)
+
+
+def _add_line() -> Any:
+    now: BindParameter[datetime] = bindparam("now")
+    statement = insert(CartItem).values(
+        user_id=bindparam("user_id"),
+        product_id=bindparam("product_id"),
+        quantity=bindparam("quantity"),
+        unit_price=bindparam("unit_price"),
+        created_at=now,
+        updated_at=now,
+    )
+    return statement.on_conflict_do_update(
+        constraint="one_line_per_product",
+        set_={
+            "quantity": func.least(CartItem.quantity + statement.excluded.quantity, MAX_QUANTITY),
+            "unit_price": statement.excluded.unit_price,
+            "updated_at": now,
+        },
+    )
+
+
+ADD_LINE = _add_line()
+
+
+def cart_from_rows(user_id: int, rows: Sequence[Any]) -> CartRead:
+    lines = [
+        CartLine(
+            id=line_id,
+            product_id=product_id,
+            quantity=quantity,
+            unit_price=unit_price,
+            line_total=unit_price * quantity,
+        )
+        for _, line_id, product_id, quantity, unit_price in rows
+        if line_id is not None
+    ]
+    return CartRead(
+        user_id=user_id,
+        items=lines,
+        items_count=sum(line.quantity for line in lines),
+        total=sum((line.line_total for line in lines), Decimal("0.00")),
+    )
+
+
+class Carts:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+
+    async def get(self, user_id: int) -> CartRead:
+        async with self.engine.connect() as connection:
+            rows = (await connection.execute(CART_OF_USER, {"user_id": user_id})).all()
+        if not rows:
+            raise NotFoundException(detail=f"user {user_id} does not exist")
+        return cart_from_rows(user_id, rows)
+
+    async def add(
+        self, user_id: int, product_id: int, quantity: int, unit_price: Decimal
+    ) -> CartRead:
+        """Adds `quantity` (capped at 1000 a line) at the catalogue's current price."""
+        parameters = {
+            "user_id": user_id,
+            "product_id": product_id,
+            "quantity": min(quantity, MAX_QUANTITY),
+            "unit_price": unit_price,
+            "now": datetime.now(UTC),
+        }
+        async with self.engine.connect() as connection:
+            try:
+                await connection.execute(ADD_LINE, parameters)
+            except IntegrityError as exc:  # a foreign key: the user, or (since) the product
+                missing = (
+                    f"user {user_id}" if "user_id" in str(exc.orig) else f"product {product_id}"
+                )
+                raise NotFoundException(detail=f"{missing} does not exist") from exc
+            rows = (await connection.execute(CART_OF_USER, {"user_id": user_id})).all()
+        return cart_from_rows(user_id, rows)
