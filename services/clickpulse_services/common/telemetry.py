@@ -5,6 +5,7 @@ attributes, and process/DB-pool metrics."""
 from __future__ import annotations
 
 import os
+import socket
 
 # Stable HTTP semantic conventions (http.request.method, http.response.status_code, url.full
 # ...) for the httpx client spans too, not the legacy names; read once when the httpx
@@ -50,7 +51,11 @@ class Telemetry:
             {
                 "service.name": settings.service_name,
                 "service.namespace": "clickpulse",
-                "service.instance.id": f"{settings.service_name}-{os.getpid()}",
+                # Unique per process: with N workers per service (and replicas in compose, whose
+                # pids repeat from one container to the next) each is its own instance.
+                "service.instance.id": f"{settings.service_name}-{socket.gethostname()}"
+                f"-{os.getpid()}",
+                "process.pid": os.getpid(),
             }
         )
         self.tracer_provider = TracerProvider(resource=resource)
