@@ -199,15 +199,22 @@ def variables() -> list[dict[str, Any]]:
 def _process_gauge(
     title: str, metric: str, aggregate: str, alias: str, unit: str, ceiling: float
 ) -> Panel:
-    """A per-service time series of one of the services' process gauges (OTel metrics)."""
+    """A per-service time series of one of the services' process gauges (OTel metrics): each
+    process's own value over the interval, summed over the service's processes (N workers,
+    replicas), since a service with two processes uses the CPU and memory of both."""
     return Panel(
         title,
         "timeseries",
         f"""
-SELECT $__timeInterval(TimeUnix) AS time, ServiceName AS service, {aggregate}(Value) AS {alias}
-FROM otel.otel_metrics_gauge
-WHERE $__timeFilter(TimeUnix) AND MetricName = '{metric}'
-  AND $__conditionalAll(ServiceName IN (${{service:sqlstring}}), $service)
+SELECT time, service, sum(value) AS {alias}
+FROM (
+    SELECT $__timeInterval(TimeUnix) AS time, ServiceName AS service,
+           ResourceAttributes['service.instance.id'] AS instance, {aggregate}(Value) AS value
+    FROM otel.otel_metrics_gauge
+    WHERE $__timeFilter(TimeUnix) AND MetricName = '{metric}'
+      AND $__conditionalAll(ServiceName IN (${{service:sqlstring}}), $service)
+    GROUP BY time, service, instance
+)
 GROUP BY time, service ORDER BY time""",
         "timeseries",
         unit=unit,
