@@ -13,7 +13,15 @@ import pytest
 
 from clickpulse.stack.settings import REPO_ROOT
 
-LONG_RUNNING = {"clickhouse", "postgres", "collector", "crud-api", "ecommerce-api", "grafana"}
+LONG_RUNNING = {
+    "clickhouse",
+    "postgres",
+    "collector",
+    "crud-api",
+    "ecommerce-api",
+    "gateway",
+    "grafana",
+}
 
 
 @pytest.fixture(scope="module")
@@ -68,3 +76,19 @@ def test_the_collector_gets_every_variable_its_config_reads(services: dict[str, 
         r'from_env="([A-Z0-9_]+)"', (REPO_ROOT / "clickhouse" / "users.xml").read_text()
     ):
         assert variable in services["clickhouse"]["environment"]
+
+
+def test_services_run_as_replicas_behind_the_nginx_gateway(services: dict[str, Any]) -> None:
+    for name, port in (("crud-api", 8001), ("ecommerce-api", 8002)):
+        service = services[name]
+        assert service["deploy"]["replicas"] == 2, name
+        assert not service.get("ports"), f"{name} is reached through the gateway only"
+        assert "--workers" in service["command"], name
+        published = {p["published"] for p in services["gateway"]["ports"]}
+        assert str(port) in published, (name, published)
+    conf = (REPO_ROOT / "services" / "nginx" / "nginx.conf").read_text()
+    assert "server crud-api:8000 resolve" in conf and "server ecommerce-api:8000 resolve" in conf
+    # The shop's own calls to the catalogue are balanced over the CRUD API's replicas too.
+    assert services["ecommerce-api"]["environment"]["CLICKPULSE_CRUD_API_URL"] == (
+        "http://gateway:8001"
+    )
