@@ -12,10 +12,12 @@ import httpx
 from clickpulse_load.config import LoadConfig
 
 MAX_IDS = 5000
-# Time a VU spends per iteration (one request, no think time) that pre-allocation provides for.
-# k6 hands iterations to idle VUs in turn, so this is also the longest a due session waits for
-# its VU: more would blur think times, less would make k6 start VUs mid-run.
-LATENCY_MARGIN_S = 0.25
+# Time per iteration (one request: sessions think without holding a VU) that the pre-allocated
+# VUs cover, so that latency up to this long needs no VU started mid-run (k6 drops iterations
+# while it starts one). k6 hands iterations to its VUs in turn, so this is also how often each
+# VU gets one, and a due session waits for its VU's turn: much more would blur think times
+# (scenario.js makes sessions due early by the mean wait, which evens out the mean only).
+LATENCY_MARGIN_S = 0.5
 
 
 def _ids(client: httpx.Client, path: str, wanted: int) -> list[int]:

@@ -23,7 +23,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -249,6 +249,7 @@ class LoadSummary:
     early_p50_ms: float | None  # median latency, first and second half of the steady phase
     late_p50_ms: float | None
     vus_max: int  # VUs k6 had (pre-allocated plus any it started)
+    vus_peak: int  # most VUs busy at one of k6's once-a-second samples
     workers: int  # the cap: simulation.workers
     iteration_ms: float | None  # mean VU time per iteration (one request)
     dropped_iterations: int
@@ -292,6 +293,7 @@ class LoadSummary:
             "shed_p99_ms": self.shed_p99_ms,
             "answered_p99_ms": self.answered_p99_ms,
             "vus_max": self.vus_max,
+            "vus_peak": self.vus_peak,
             "workers": self.workers,
             "dropped_iterations": self.dropped_iterations,
             "target_missed": self.target_missed,
@@ -319,33 +321,32 @@ class LoadSummary:
         return facts
 
 
-def _missed_reasons(s: dict[str, Any], plan: dict[str, Any], f: dict[str, Any]) -> list[str]:
+def _missed_reasons(s: dict[str, Any], run: LoadSummary) -> list[str]:
     """Why the steady phase fell short of the target, from what k6 saw."""
     reasons = []
-    workers, dropped, vus_max = plan["max_vus"], f["dropped_iterations"], f["vus_max"]
-    if dropped > 0 and vus_max >= workers:
+    if run.dropped_iterations > 0 and run.vus_max >= run.workers:
         reason = (
-            f"VU cap reached: all {workers} workers (simulation.workers) were in use and k6"
-            f" dropped {dropped} iterations"
+            f"VU cap reached: all {run.workers} workers (simulation.workers) were in use and k6"
+            f" dropped {run.dropped_iterations} iterations"
         )
-        if f["iteration_ms"]:
-            needed = math.ceil(plan["rps"] * f["iteration_ms"] / 1000)
+        if run.iteration_ms:
+            needed = math.ceil(run.target_rps * run.iteration_ms / 1000)
             reason += (
-                f"; at {f['iteration_ms']:.0f} ms per request, {plan['rps']:g} req/s needs"
+                f"; at {run.iteration_ms:.0f} ms per request, {run.target_rps:g} req/s needs"
                 f" about {needed} VUs"
             )
         reasons.append(reason)
-    elif dropped > 0:
+    elif run.dropped_iterations > 0:
         reasons.append(
-            f"dropped iterations: k6 dropped {dropped} iterations while starting VUs"
-            f" ({vus_max} of {workers} started)"
+            f"dropped iterations: k6 dropped {run.dropped_iterations} iterations while starting"
+            f" VUs ({run.vus_max} of {run.workers} started)"
         )
-    if f["shed"] > 0:
+    if run.shed > 0:
         reasons.append(
-            f"server saturation: the services shed {f['shed']} requests with 503/429"
-            f" ({f['shed_rate']:.1%} of answers)"
+            f"server saturation: the services shed {run.shed} requests with 503/429"
+            f" ({run.shed_rate:.1%} of answers)"
         )
-    early, late = f["early_p50_ms"], f["late_p50_ms"]
+    early, late = run.early_p50_ms, run.late_p50_ms
     if (
         early is not None
         and late is not None
@@ -361,11 +362,11 @@ def _missed_reasons(s: dict[str, Any], plan: dict[str, Any], f: dict[str, Any]) 
         timeouts = _count(s, "clickpulse_abandoned{phase:steady,cause:timeout}")
         reasons.append(
             f"errors: {abandoned} requests got no answer in the steady phase ({timeouts} timed"
-            f" out after {plan['request_timeout_ms']} ms, {abandoned - timeouts} connection"
+            f" out after {run.request_timeout_ms} ms, {abandoned - timeouts} connection"
             " errors)"
         )
-    if f["server_errors"] > 0:
-        reasons.append(f"errors: {f['server_errors']} answers were server errors (5xx)")
+    if run.server_errors > 0:
+        reasons.append(f"errors: {run.server_errors} answers were server errors (5xx)")
     if not reasons:
         reasons.append(
             "the load generator fell behind without dropping iterations (k6 short of CPU?)"
@@ -379,24 +380,12 @@ def summarize(plan: dict[str, Any], result: K6Result, audit: Audit | None) -> Lo
     run_ms = s.get("state", {}).get("testRunDurationMs", result.elapsed_s * 1000)
     steady_s = max(0.001, min(plan["duration_s"], run_ms / 1000 - plan["ramp_up_s"]))
     steady_answers = _count(s, "clickpulse_sent{phase:steady}")
+    achieved = steady_answers / steady_s
     shed = _count(s, "clickpulse_latency{phase:steady,answer:shed}")
     steady_latency = "clickpulse_latency{phase:steady}"
     if not _count(s, steady_latency):
         steady_latency = "clickpulse_latency"
-    iteration = _metric(s, "iteration_duration")
-    f: dict[str, Any] = {
-        "achieved_rps": steady_answers / steady_s,
-        "dropped_iterations": _count(s, "dropped_iterations"),
-        "vus_max": int(_metric(s, "vus_max").get("max", _metric(s, "vus_max").get("value", 0))),
-        "iteration_ms": iteration.get("avg") if iteration.get("count") else None,
-        "shed": shed,
-        "shed_rate": shed / steady_answers if steady_answers else 0.0,
-        "server_errors": _count(s, "clickpulse_sent{phase:steady,outcome:error}"),
-        "early_p50_ms": _stat(s, "clickpulse_latency{window:early}", "med"),
-        "late_p50_ms": _stat(s, "clickpulse_latency{window:late}", "med"),
-    }
-    target_missed = f["achieved_rps"] < plan["rps"] * MIN_ACHIEVED
-    reasons = _missed_reasons(s, plan, f) if target_missed else []
+    target_missed = achieved < plan["rps"] * MIN_ACHIEVED
 
     problems: list[str] = []
     thresholds = []
@@ -411,8 +400,8 @@ def summarize(plan: dict[str, Any], result: K6Result, audit: Audit | None) -> Lo
         problems.append(f"{audit.missing} answered requests never landed in ClickHouse")
     if target_missed:
         problems.append(
-            f"target missed: {f['achieved_rps']:.1f} of {plan['rps']:g} req/s in the steady"
-            f" phase ({f['achieved_rps'] / plan['rps']:.1%}, needs {MIN_ACHIEVED:.0%})"
+            f"target missed: {achieved:.1f} of {plan['rps']:g} req/s in the steady phase"
+            f" ({achieved / plan['rps']:.1%}, needs {MIN_ACHIEVED:.0%})"
         )
     if result.exit_code not in (0, 99) and not result.interrupted:
         problems.append(f"k6 exited with {result.exit_code}")
@@ -428,24 +417,35 @@ def summarize(plan: dict[str, Any], result: K6Result, audit: Audit | None) -> Lo
                     *(float(values.get(k, 0)) for k in ("med", "p(95)", "p(99)", "max")),
                 )
             )
-    return LoadSummary(
+    iteration = _metric(s, "iteration_duration")
+    summary = LoadSummary(
         run_id=plan["run_id"],
         target_rps=plan["rps"],
         steady_s=steady_s,
+        achieved_rps=achieved,
         goodput_rps=_count(s, "clickpulse_sent{phase:steady,outcome:good}") / steady_s,
         requests=_count(s, "http_reqs"),
         sent=_count(s, "clickpulse_sent"),
         abandoned=_count(s, "clickpulse_abandoned"),
         abandoned_timeouts=_count(s, "clickpulse_abandoned{cause:timeout}"),
+        server_errors=_count(s, "clickpulse_sent{phase:steady,outcome:error}"),
         request_timeout_ms=plan["request_timeout_ms"],
         error_rate=float(_metric(s, "http_req_failed").get("rate", 0.0)),
         p95_ms=_stat(s, steady_latency, "p(95)"),
         p99_ms=_stat(s, steady_latency, "p(99)"),
+        shed=shed,
+        shed_rate=shed / steady_answers if steady_answers else 0.0,
         shed_p99_ms=_stat(s, "clickpulse_latency{phase:steady,answer:shed}", "p(99)"),
         answered_p99_ms=_stat(s, "clickpulse_latency{phase:steady,answer:served}", "p(99)"),
+        early_p50_ms=_stat(s, "clickpulse_latency{window:early}", "med"),
+        late_p50_ms=_stat(s, "clickpulse_latency{window:late}", "med"),
+        vus_max=int(_metric(s, "vus_max").get("max", 0)),
+        vus_peak=int(_metric(s, "vus").get("max", 0)),
         workers=plan["max_vus"],
+        iteration_ms=float(iteration["avg"]) if iteration.get("count") else None,
+        dropped_iterations=_count(s, "dropped_iterations"),
         target_missed=target_missed,
-        missed_reasons=tuple(reasons),
+        missed_reasons=(),
         endpoints=tuple(endpoints),
         thresholds=tuple(thresholds),
         audit=audit,
@@ -453,8 +453,10 @@ def summarize(plan: dict[str, Any], result: K6Result, audit: Audit | None) -> Lo
         k6_exit_code=result.exit_code,
         k6_messages=tuple(result.messages),
         problems=tuple(problems),
-        **f,
     )
+    if not target_missed:
+        return summary
+    return replace(summary, missed_reasons=tuple(_missed_reasons(s, summary)))
 
 
 def _ms(value: float | None) -> str:
@@ -498,7 +500,12 @@ def print_summary(summary: LoadSummary, out: Console = console) -> None:
         "latency (answered, steady phase)",
         f"p95 {_ms(summary.p95_ms)} ms, p99 {_ms(summary.p99_ms)} ms",
     )
-    overview.add_row("VUs", f"{summary.vus_max} of {summary.workers} workers")
+    busy = summary.achieved_rps * (summary.iteration_ms or 0) / 1000
+    overview.add_row(
+        "VUs",
+        f"{busy:.1f} busy on average (rate x time per request), {summary.vus_peak} at the"
+        f" busiest second; {summary.vus_max} started of {summary.workers} workers",
+    )
     overview.add_row("dropped iterations", str(summary.dropped_iterations))
     out.print(overview)
 
