@@ -80,6 +80,14 @@ def _config_with(tmp_path: Path, change: object) -> Path:
             lambda c: c["endpoints"]["crud_service"]["endpoints"][0].update(user_types=["ghost"]),
             "unknown user types ['ghost']",
         ),
+        (
+            lambda c: c["simulation"].update(request_timeout="soon"),
+            "simulation.request_timeout: 'soon' is not a duration",
+        ),
+        (
+            lambda c: c["simulation"].update(request_timeout="0s"),
+            "simulation.request_timeout: must be more than 0",
+        ),
     ],
 )
 def test_bad_config_fails_fast_naming_the_key(tmp_path: Path, change: object, message: str) -> None:
