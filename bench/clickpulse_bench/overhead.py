@@ -3,22 +3,23 @@ telemetry on and off (k6, closed model), beside the in-process span cost (span_c
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psutil
 
 from clickpulse.stack.settings import Settings
 from clickpulse_bench.common import BENCH_DIR, console, free_port, k6_binary
 from clickpulse_bench.report import md_table
+from clickpulse_bench.servers import CRUD_APP, CURRENT, Checkout, start_uvicorn, stop, wait_healthy
 from clickpulse_bench.span_cost import bench_span_cost
 
 
@@ -71,57 +72,65 @@ OVERHEAD_TARGETS = {
 SETTLE_S = 2.5
 
 
-def bench_overhead(settings: Settings, duration: str, rounds: int) -> list[dict[str, Any]]:
+@contextlib.contextmanager
+def crud_processes(
+    settings: Settings, variants: dict[str, tuple[Checkout, str]]
+) -> Iterator[tuple[dict[str, str], dict[str, psutil.Process]]]:
+    """One extra CRUD API process per variant (a checkout and CLICKPULSE_TELEMETRY on/off) on
+    a free port: their URLs and processes by variant name."""
     env = {**os.environ, **settings.service_env()}
     servers, urls = [], {}
-    for mode in ("on", "off"):
+    for name, (checkout, telemetry) in variants.items():
         port = free_port()
         servers.append(
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "uvicorn",
-                    "clickpulse_services.crud.app:app",
-                    "--host",
-                    settings.host,
-                    "--port",
-                    str(port),
-                    "--no-access-log",
-                ],
-                env={**env, "CLICKPULSE_TELEMETRY": mode},
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
+            start_uvicorn(
+                checkout,
+                CRUD_APP,
+                settings.host,
+                port,
+                {**env, "CLICKPULSE_TELEMETRY": telemetry},
             )
         )
-        urls[mode] = f"http://{settings.host}:{port}"
+        urls[name] = f"http://{settings.host}:{port}"
     try:
         for url in urls.values():
-            for _ in range(100):
-                try:
-                    if httpx.get(url + "/health", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.2)
-        processes = dict(
-            zip(("on", "off"), (psutil.Process(server.pid) for server in servers), strict=True)
-        )
-        rows = []
-        for endpoint, target in OVERHEAD_TARGETS.items():
-            results: dict[str, list[dict[str, float]]] = {"on": [], "off": []}
-            for _ in range(rounds):  # alternate, so drift on the box hits both alike
-                for mode in ("off", "on"):
-                    # Let the collector and ClickHouse finish the previous probe's spans (SDK
-                    # batch 0.5 s, collector batch 1 s): otherwise every "off" probe pays for
-                    # the "on" probe before it, which flatters the ratio.
-                    time.sleep(SETTLE_S)
-                    probe = _probe(urls[mode], target, duration, 20, processes[mode])
-                    results[mode].append(probe)
-            rows.append({"endpoint": endpoint, **_overhead_row(results)})
+            wait_healthy(url)
+        processes = {
+            name: psutil.Process(server.pid) for name, server in zip(urls, servers, strict=True)
+        }
+        yield urls, processes
     finally:
         for server in servers:
-            server.terminate()
-            server.wait(10)
+            stop(server)
+
+
+def probe_rounds(
+    urls: dict[str, str],
+    processes: dict[str, psutil.Process],
+    order: list[str],
+    target: str,
+    duration: str,
+    rounds: int,
+) -> dict[str, list[dict[str, float]]]:
+    """`rounds` probes of each variant, in `order` within each round."""
+    results: dict[str, list[dict[str, float]]] = {name: [] for name in order}
+    for _ in range(rounds):  # alternate, so drift on the box hits every variant alike
+        for name in order:
+            # Let the collector and ClickHouse finish the previous probe's spans (SDK
+            # batch 0.5 s, collector batch 1 s): otherwise every "off" probe pays for
+            # the "on" probe before it, which flatters the ratio.
+            time.sleep(SETTLE_S)
+            results[name].append(_probe(urls[name], target, duration, 20, processes[name]))
+    return results
+
+
+def bench_overhead(settings: Settings, duration: str, rounds: int) -> list[dict[str, Any]]:
+    variants = {"on": (CURRENT, "on"), "off": (CURRENT, "off")}
+    rows = []
+    with crud_processes(settings, variants) as (urls, processes):
+        for endpoint, target in OVERHEAD_TARGETS.items():
+            results = probe_rounds(urls, processes, ["off", "on"], target, duration, rounds)
+            rows.append({"endpoint": endpoint, **_overhead_row(results)})
     return rows
 
 
