@@ -1,7 +1,7 @@
 """`nox -s bench`: ingest throughput and lag, instrumentation overhead, dashboard query
-latency on 10M rows, load-generator accuracy, and footprint; each printed as it finishes and
-all written to docs/benchmarks.md with the machine, versions and command. Not tests: nothing
-here asserts a timing."""
+latency on 10M rows, load-generator accuracy, footprint, and capacity (old code beside new);
+each printed as it finishes and all written to docs/benchmarks.md with the machine, versions
+and command. Not tests: nothing here asserts a timing."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable
 
 from clickpulse.stack.settings import Settings
-from clickpulse_bench import dashboards, footprint, ingest, load_accuracy, overhead
+from clickpulse_bench import capacity, dashboards, footprint, ingest, load_accuracy, overhead
 from clickpulse_bench.common import console
 from clickpulse_bench.dashboards import RAW_TWINS
 from clickpulse_bench.report import DOC, versions, write_doc
@@ -27,6 +27,7 @@ SECTIONS: dict[str, tuple[str, str, Section]] = {
     "dashboards": ("3", "dashboard queries", dashboards.section),
     "load": ("4", "load accuracy", load_accuracy.section),
     "footprint": ("5", "footprint", footprint.section),
+    "capacity": ("6", "capacity", capacity.section),
 }
 
 
