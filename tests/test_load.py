@@ -186,6 +186,9 @@ def test_requests_the_client_gives_up_on_are_abandoned_not_duplicates(tmp_path: 
     # The answered rate falls short of the target, and the report says it is the timeouts.
     assert result.returncode == 4, _explain(result, report)
     assert any("got no answer" in reason for reason in facts["missed_reasons"])
+    # k6 logs one warning per failed request; the runner prints each kind once, with a count.
+    assert "level=warning" not in result.stdout + result.stderr
+    assert output.count("Request Failed: request timeout") == 1
 
 
 def test_vus_follow_the_rate_and_the_latency_margin_not_the_think_time() -> None:
