@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
 
@@ -27,6 +28,13 @@ def _networks(raw: str) -> tuple[IPNetwork, ...]:
     return tuple(ipaddress.ip_network(item.strip()) for item in raw.split(",") if item.strip())
 
 
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    value = env.get(name, choices[0])
+    if value not in choices:
+        raise ValueError(f"{name}={value!r}: expected one of {', '.join(choices)}")
+    return value
+
+
 @dataclass(frozen=True)
 class ServiceSettings:
     service_name: str
@@ -44,6 +52,9 @@ class ServiceSettings:
     db_pool_size: int = 16
     db_pool_timeout_s: int = 1
     catalogue_timeout_s: float = 2.0
+    # "relay": spans are encoded and sent by a helper process (common/span_relay.py);
+    # "inline": by the SDK's export thread in the service process, as before.
+    span_export: str = "relay"
 
     @classmethod
     def from_env(cls, service_name: str) -> ServiceSettings:
@@ -69,6 +80,7 @@ class ServiceSettings:
             db_pool_size=int(env.get("CLICKPULSE_DB_POOL_SIZE", "16")),
             db_pool_timeout_s=int(env.get("CLICKPULSE_DB_POOL_TIMEOUT", "1")),
             catalogue_timeout_s=float(env.get("CLICKPULSE_CATALOGUE_TIMEOUT", "2.0")),
+            span_export=_choice(env, "CLICKPULSE_SPAN_EXPORT", ("relay", "inline")),
         )
 
 

@@ -5,29 +5,21 @@ attributes, and process/DB-pool metrics."""
 from __future__ import annotations
 
 import os
-import socket
 
 # Stable HTTP semantic conventions (http.request.method, http.response.status_code, url.full
 # ...) for the httpx client spans too, not the legacy names; read once when the httpx
 # instrumentation first runs.
 os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from functools import lru_cache
 
-import psutil
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, ReceiveMessage, Scope, Send
 from opentelemetry import context, propagate, trace
-from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
-from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
-from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from clickpulse_services.common.client_identity import (
@@ -37,7 +29,13 @@ from clickpulse_services.common.client_identity import (
     client_address,
     region_of,
 )
+from clickpulse_services.common.process_metrics import (
+    exporting_meter_provider,
+    observe_process,
+    process_resource,
+)
 from clickpulse_services.common.settings import ServiceSettings
+from clickpulse_services.common.span_relay import RelayProcessor, batch_processor
 
 AttributeValue = str | bool | int | float
 
@@ -47,39 +45,18 @@ class Telemetry:
 
     def __init__(self, settings: ServiceSettings) -> None:
         self.settings = settings
-        resource = Resource.create(
-            {
-                "service.name": settings.service_name,
-                "service.namespace": "clickpulse",
-                # Unique per process: with N workers per service (and replicas in compose, whose
-                # pids repeat from one container to the next) each is its own instance.
-                "service.instance.id": f"{settings.service_name}-{socket.gethostname()}"
-                f"-{os.getpid()}",
-                "process.pid": os.getpid(),
-            }
-        )
+        resource = process_resource(settings.service_name)
         self.tracer_provider = TracerProvider(resource=resource)
         self.meter_provider: MeterProvider
         if settings.telemetry_enabled:
-            # The exporter retries an unavailable collector until this deadline, and the large
-            # queue holds what arrives meanwhile: together they ride out a collector restart.
-            span_exporter = OTLPSpanExporter(
-                endpoint=settings.otlp_endpoint, insecure=True, timeout=60
-            )
             self.tracer_provider.add_span_processor(
-                BatchSpanProcessor(
-                    span_exporter,
-                    max_queue_size=65536,
-                    max_export_batch_size=2048,
-                    schedule_delay_millis=500,
-                    export_timeout_millis=90_000,
-                )
+                RelayProcessor(settings.otlp_endpoint, resource)
+                if settings.span_export == "relay"
+                else batch_processor(settings.otlp_endpoint)
             )
-            reader = PeriodicExportingMetricReader(
-                OTLPMetricExporter(endpoint=settings.otlp_endpoint, insecure=True),
-                export_interval_millis=settings.metrics_interval_ms,
+            self.meter_provider = exporting_meter_provider(
+                settings.otlp_endpoint, resource, settings.metrics_interval_ms
             )
-            self.meter_provider = MeterProvider(resource=resource, metric_readers=[reader])
         else:
             self.meter_provider = MeterProvider(resource=resource)
         self.meter = self.meter_provider.get_meter("clickpulse.services")
@@ -92,36 +69,7 @@ class Telemetry:
 
     def observe_process(self, pool_checked_out: Callable[[], int] | None = None) -> None:
         """Process CPU and memory, and open DB connections, as OTel gauges."""
-        process = psutil.Process()
-        process.cpu_percent(None)
-
-        def cpu(_: CallbackOptions) -> Iterable[Observation]:
-            yield Observation(process.cpu_percent(None) / 100.0)
-
-        def memory(_: CallbackOptions) -> Iterable[Observation]:
-            yield Observation(process.memory_info().rss)
-
-        self.meter.create_observable_gauge(
-            "process.cpu.utilization",
-            [cpu],
-            unit="1",
-            description="CPU time of this process over the last interval, per core",
-        )
-        self.meter.create_observable_gauge(
-            "process.memory.usage", [memory], unit="By", description="Resident set size"
-        )
-        if pool_checked_out is not None:
-            checked_out = pool_checked_out
-
-            def connections(_: CallbackOptions) -> Iterable[Observation]:
-                yield Observation(checked_out(), {"db.client.connection.state": "used"})
-
-            self.meter.create_observable_gauge(
-                "db.client.connection.count",
-                [connections],
-                unit="{connection}",
-                description="Database connections in use by this process",
-            )
+        observe_process(self.meter, pool_checked_out)
 
     def shutdown(self) -> None:
         self.tracer_provider.shutdown()
