@@ -134,6 +134,10 @@ class Postgres(Component):
                     str(port),
                     "-k",
                     str(self.socket_dir),
+                    # Each service process keeps a pool of 16 (CLICKPULSE_DB_POOL_SIZE): room for
+                    # 2 services x 8 workers beside the stack's own sessions (default 100).
+                    "-c",
+                    "max_connections=300",
                 ],
                 cwd=self.root,
                 ports=[port],

@@ -4,6 +4,7 @@ propagates the trace context)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Collection
 from decimal import Decimal
 from typing import Any
@@ -51,6 +52,7 @@ class Catalogue:
         timeout_s: float = 2.0,
         connections: int = 64,
     ) -> None:
+        self.timeout_s = timeout_s
         self.client = httpx.AsyncClient(
             base_url=base_url,
             timeout=httpx.Timeout(timeout_s),
@@ -65,7 +67,14 @@ class Catalogue:
         self, path: str, params: dict[str, Any] | None, headers: dict[str, Any] | None
     ) -> httpx.Response:
         try:
-            response = await self.client.get(path, params=params, headers=headers)
+            # One deadline for the whole call: httpx's timeout applies to each phase (pool,
+            # connect, write, read) in turn, which let a call take 4x as long under load.
+            async with asyncio.timeout(self.timeout_s):
+                response = await self.client.get(path, params=params, headers=headers)
+        except TimeoutError as exc:
+            raise _unavailable(
+                f"the product catalogue (CRUD API) did not answer within {self.timeout_s:g} s"
+            ) from exc
         except httpx.HTTPError as exc:
             raise _unavailable(
                 f"the product catalogue (CRUD API) is unavailable: {type(exc).__name__}"
