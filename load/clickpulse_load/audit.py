@@ -34,6 +34,9 @@ class Audit:
     lag_max_s: float | None = None
     distinct: int | None = None  # distinct spans among them; None: same as landed
     abandoned: int = 0  # requests k6 gave up on (no answer)
+    # time.monotonic() when `sent` rows were first visible (None: never): what came after
+    # (duplicate and lag queries, waiting for abandoned spans) is not the pipeline's time.
+    landed_at: float | None = None
 
     @property
     def landed_distinct(self) -> int:
@@ -102,22 +105,25 @@ def audit_run(
     client = reader_client(settings or Settings.from_env())
     started = time.monotonic()
 
-    def poll(done: bool) -> bool:
+    def over(done: bool) -> bool:
         return done or time.monotonic() - started >= timeout_s
 
     # count() first: uniqExact on every poll would compete with a large ingest being measured.
     landed = landed_count(client, run_id)
-    while not poll(landed >= sent):
+    while not over(landed >= sent):
         time.sleep(0.25)
         landed = landed_count(client, run_id)
+    landed_at = time.monotonic() if landed >= sent else None
     landed, distinct = counts(client, run_id)
-    # A duplicate can hide a span still on its way.
-    while not poll(distinct >= sent):
-        time.sleep(0.25)
-        landed, distinct = counts(client, run_id)
+    if distinct < sent:
+        # A duplicate hid a span still on its way.
+        while not over(distinct >= sent):
+            time.sleep(0.25)
+            landed, distinct = counts(client, run_id)
+        landed_at = time.monotonic() if distinct >= sent else None
     if abandoned > 0:
         still_since = time.monotonic()
-        while not poll(
+        while not over(
             distinct >= sent + abandoned or time.monotonic() - still_since >= ABANDONED_SETTLE_S
         ):
             time.sleep(0.5)
@@ -125,7 +131,7 @@ def audit_run(
             if now != (landed, distinct):
                 (landed, distinct), still_since = now, time.monotonic()
     if landed == 0:
-        return Audit(sent=sent, landed=0, distinct=0, abandoned=abandoned)
+        return Audit(sent=sent, landed=0, distinct=0, abandoned=abandoned, landed_at=landed_at)
     p50, p99, worst = visibility_lag(client, run_id)
     return Audit(
         sent=sent,
@@ -135,4 +141,5 @@ def audit_run(
         lag_max_s=worst,
         distinct=distinct,
         abandoned=abandoned,
+        landed_at=landed_at,
     )
