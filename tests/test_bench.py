@@ -1,13 +1,17 @@
-"""The capacity benchmark's pure decisions: when a load run holds its rate, and which rate the
-search probes next. No process is started."""
+"""The capacity benchmark's pure parts: when a load run holds its rate, which rate the search
+probes next, and what the doc says about it. No process is started."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+from clickpulse_bench import report
+from clickpulse_bench.capacity import Target, capacity_row, plan_for, render
 from clickpulse_bench.rate_search import RateSearch, shortfalls
+from clickpulse_bench.servers import ServicePair
 
 GOOD: dict[str, Any] = {
     "target_rps": 400,
@@ -108,3 +112,57 @@ def test_a_failure_is_confirmed_before_it_counts() -> None:
 def test_max_probes_ends_the_search() -> None:
     search = RateSearch(start=200, max_probes=3)
     assert len(_run(search, lambda r: r < 500)) == 3
+
+
+def _target(code: str, search: RateSearch, overload: dict[str, Any] | None) -> Target:
+    probes = [{**GOOD, "probe_rps": rate, "target_rps": rate} for rate, ok in search.probes if ok]
+    pair = ServicePair("http://127.0.0.1:1", "http://127.0.0.1:2")
+    return Target(code, 1, pair, search, probes=probes, overload=overload)
+
+
+def test_capacity_row_relates_the_overload_run_to_the_capacity() -> None:
+    search = RateSearch(start=200)
+    _run(search, lambda r: r <= 400)
+    overload = {
+        "target_rps": 800.0,
+        "goodput_rps": 520.0,
+        "shed_rate": 0.3512,
+        "answered_p99_ms": 240.4,
+        "shed_p99_ms": 3.2,
+    }
+    row = capacity_row(_target("abc (new)", search, overload))
+    assert row["capacity req/s"] == "400"
+    assert row["p95 ms at capacity"] == "60"
+    assert row["overload req/s"] == "800"
+    assert row["goodput/capacity"] == "1.30"
+    assert row["shed share"] == "0.351"
+    assert (row["answered p99 ms"], row["shed p99 ms"]) == ("240", "3")
+
+
+def test_capacity_row_without_an_overload_run_or_a_passing_rate() -> None:
+    capped = RateSearch(start=200, ceiling=300)
+    _run(capped, lambda r: True)
+    row = capacity_row(_target("old", capped, None))
+    assert row["capacity req/s"] == "≥ 300"
+    assert row["goodput/capacity"] == row["shed p99 ms"] == "-"
+    nothing = RateSearch(start=40, floor=10)
+    _run(nothing, lambda r: False)
+    assert capacity_row(_target("old", nothing, None))["capacity req/s"] == "< 10"
+
+
+def test_the_section_keeps_the_other_sections_of_the_doc(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text("# Benchmarks\n\n## 1. Ingest\n\nold one\n\n## 6. Capacity\n\nstale\n")
+    monkeypatch.setattr(report, "DOC", doc)
+    search = RateSearch(start=200, max_probes=1)
+    _run(search, lambda r: True)
+    section = render(plan_for(quick=True), [_target("abc", search, None)], [], "\n\nCommand.")
+    assert section.startswith("## 6. Capacity\n")
+    report.write_doc("nox -s bench -- --only capacity", {"Python": "3.11"}, {"6": section})
+    text = doc.read_text()
+    assert "old one" in text
+    assert "stale" not in text
+    assert text.index("## 1. Ingest") < text.index("## 6. Capacity")
+    assert "| abc | 1 | 200 |" in text

@@ -15,6 +15,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -279,7 +280,7 @@ def cpu_per_request(
 def bench_capacity(
     settings: Settings, plan: Plan, save: Callable[[list[Target]], None]
 ) -> tuple[list[Target], list[dict[str, Any]]]:
-    new_label = short_head()
+    new_label = f"{short_head()} (new)"
 
     def new_search() -> RateSearch:
         return RateSearch(
@@ -294,8 +295,8 @@ def bench_capacity(
     with tempfile.TemporaryDirectory(prefix="clickpulse-capacity-") as tmp:
         folder = Path(tmp)
         try:
-            with worktree(OLD_COMMIT, OLD_SERVER_OPTIONS) as old:
-                console.print(f"  {old.label} checked out in {old.root}")
+            with worktree(OLD_COMMIT, f"{OLD_COMMIT} (old)", OLD_SERVER_OPTIONS) as old:
+                console.print(f"  {OLD_COMMIT} checked out in {old.root}")
                 cpu = cpu_per_request(settings, old, new_label, plan)
                 # Fresh processes for both versions, one worker each, before they are compared.
                 restart_stack_services(settings, 1)
@@ -341,9 +342,13 @@ def section(settings: Settings, quick: bool, note: str) -> str:
         )
 
     targets, cpu = bench_capacity(settings, plan, save)
+    console.print(f"  every probe's facts: {record}")
+    return render(plan, targets, cpu, note)
+
+
+def render(plan: Plan, targets: list[Target], cpu: list[dict[str, Any]], note: str) -> str:
     rows = [capacity_row(t) for t in targets]
     console.print(rows)
-    console.print(f"  every probe's facts: {record}")
     c = CRITERIA
     paths = "\n".join(f"- {t.name}: {t.search.path() or 'no probe'}" for t in targets)
     failures = (
@@ -351,25 +356,33 @@ def section(settings: Settings, quick: bool, note: str) -> str:
         if plan.confirm_failures
         else ""
     )
+    method = (
+        "The highest rate the mixed scenario of `nox -s load` (`load/config.yaml`) holds against"
+        f" the whole local stack: achieved >= {c.min_achieved_share:.0%} of the target, error"
+        f" rate < {c.max_error_rate:.1%}, p95 < {c.max_p95_ms:g} ms, nothing missing in"
+        f" ClickHouse. Searched from {plan.start:g} req/s, doubling until a probe fails, then"
+        f" bisecting to {plan.resolution:.0%}; each probe {plan.probe_s} s at the rate after the"
+        f" ramp-up, {failures}{plan.settle_s:g} s pause between probes, after a"
+        f" {plan.warm_up_s} s warm-up run that does not count. `{OLD_COMMIT}` (old) is the code"
+        " when issue 11 was filed, run from a git worktree on its own ports (served as its stack"
+        " served it: asyncio, h11) against the same PostgreSQL, collector and ClickHouse; its"
+        " search and this code's (new) took turns, probe by probe. Overload: one run at"
+        f" {OVERLOAD_FACTOR:g}x the capacity; goodput is the rate of answers that are neither"
+        " 5xx nor 429, shed answers are 503/429. k6 runs on the same 2 cores as the services,"
+        " the collector and ClickHouse."
+    )
+    cpu_method = (
+        "Service CPU ms per request: the CRUD API alone on extra processes, as in section 2"
+        f" ({plan.cpu_rounds} x {plan.cpu_duration} per variant, in turn, 20 VUs, closed model;"
+        " medians)."
+    )
     return (
         "## 6. Capacity\n\n"
-        "The highest rate the mixed scenario of `nox -s load` (`load/config.yaml`) holds against"
-        f" the whole\nlocal stack: achieved >= {c.min_achieved_share:.0%} of the target, error"
-        f" rate < {c.max_error_rate:.1%}, p95 < {c.max_p95_ms:g} ms, nothing missing\nin"
-        f" ClickHouse. Searched from {plan.start:g} req/s, doubling until a probe fails, then"
-        f" bisecting to {plan.resolution:.0%};\neach probe {plan.probe_s} s at the rate after the"
-        f" ramp-up, {failures}{plan.settle_s:g} s pause between probes, after a"
-        f" {plan.warm_up_s} s warm-up\nrun that does not count.\n"
-        f"`{OLD_COMMIT}` is the code when issue 11 was filed, run from a git worktree on its own"
-        " ports against the same\nPostgreSQL, collector and ClickHouse; its search and this"
-        " code's took turns, probe by probe.\nOverload: one run at"
-        f" {OVERLOAD_FACTOR:g}x the capacity; goodput is the rate of answers that are neither 5xx"
-        " nor 429,\nshed answers are 503/429. k6 runs on the same 2 cores as the services, the"
-        " collector and\nClickHouse.\n\n"
+        + textwrap.fill(method, 100)
+        + "\n\n"
         + md_table(rows)
         + "\n\nProbes (req/s):\n\n"
         + paths
-        + "\n\nService CPU ms per request, the CRUD API alone on extra processes as in"
-        f" section 2 ({plan.cpu_rounds} rounds of\n{plan.cpu_duration} per variant, 20 VUs,"
-        " closed model; medians):\n\n" + md_table(cpu) + note
+        + ("\n\n" + textwrap.fill(cpu_method, 100) + "\n\n" + md_table(cpu) if cpu else "")
+        + note
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -33,6 +34,10 @@ class Checkout:
     root: Path
     # uvicorn options after the address, for a tree whose stack served it otherwise than ours.
     server_options: tuple[str, ...] = ()
+
+    @property
+    def slug(self) -> str:
+        return re.sub(r"\W+", "-", self.label).strip("-")
 
     @property
     def current(self) -> bool:
@@ -81,13 +86,13 @@ def _git(*args: str) -> str:
 
 
 @contextlib.contextmanager
-def worktree(commit: str, server_options: tuple[str, ...]) -> Iterator[Checkout]:
+def worktree(commit: str, label: str, server_options: tuple[str, ...]) -> Iterator[Checkout]:
     """A detached worktree of `commit` for the length of the block, removed even on failure."""
     parent = Path(tempfile.mkdtemp(prefix="clickpulse-bench-old-"))
     tree = parent / "tree"
     _git("worktree", "add", "--detach", str(tree), commit)
     try:
-        checkout = Checkout(commit, tree, server_options)
+        checkout = Checkout(label, tree, server_options)
         found = subprocess.run(
             [sys.executable, "-c", "import clickpulse_services as m; print(m.__file__)"],
             env={**os.environ, **checkout.env()},
@@ -180,7 +185,7 @@ def service_pair(
             host,
             crud_port,
             env,
-            log=logs / f"bench-{checkout.label}-crud-api.log",
+            log=logs / f"bench-{checkout.slug}-crud-api.log",
         ),
         start_uvicorn(
             checkout,
@@ -188,7 +193,7 @@ def service_pair(
             host,
             shop_port,
             {**env, "CLICKPULSE_CRUD_API_URL": crud_url},
-            log=logs / f"bench-{checkout.label}-ecommerce-api.log",
+            log=logs / f"bench-{checkout.slug}-ecommerce-api.log",
         ),
     ]
     try:
