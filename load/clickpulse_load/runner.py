@@ -78,6 +78,8 @@ _LOGFMT = re.compile(r'(\w+)=("(?:[^"\\]|\\.)*"|\S*)')
 # `Get "http://host/path?query": request timeout`: the cause without the URL, so that one
 # failure mode is one line however many URLs it hit.
 _FAILED_REQUEST = re.compile(r'^[A-Z][a-z]+ "[^"]*": ')
+# `read tcp 127.0.0.1:52792->127.0.0.1:8102: ...`: the client's port differs every time.
+_CLIENT_PORT = re.compile(r":\d+->")
 
 
 def _unquote(value: str) -> str:
@@ -102,7 +104,7 @@ def k6_messages(log: Path) -> list[K6Message]:
             continue
         text = fields["msg"]
         if fields.get("error"):
-            text += ": " + _FAILED_REQUEST.sub("", fields["error"])
+            text += ": " + _CLIENT_PORT.sub(":*->", _FAILED_REQUEST.sub("", fields["error"]))
         key = (fields.get("level", "info"), text)
         counts[key] = counts.get(key, 0) + 1
     return [
