@@ -157,9 +157,11 @@ def _fmt(value: float | None, digits: int = 0) -> str:
 
 def describe(facts: dict[str, Any]) -> str:
     audit = facts.get("audit") or {}
+    error_rate = _num(facts, "error_rate")
     return (
         f"achieved {_fmt(_num(facts, 'achieved_rps'), 1)}, errors"
-        f" {_fmt((_num(facts, 'error_rate') or 0) * 100, 2)} %, p95 {_fmt(_num(facts, 'p95_ms'))}"
+        f" {_fmt(error_rate * 100 if error_rate is not None else None, 2)} %,"
+        f" p95 {_fmt(_num(facts, 'p95_ms'))}"
         f" ms, p99 {_fmt(_num(facts, 'p99_ms'))} ms, missing {audit.get('missing', '-')}"
         + "".join(f"; {reason}" for reason in facts.get("missed_reasons") or [])
     )
