@@ -334,8 +334,8 @@ def _missed_reasons(s: dict[str, Any], run: LoadSummary) -> list[str]:
         if run.iteration_ms:
             needed = math.ceil(run.target_rps * run.iteration_ms / 1000)
             reason += (
-                f"; at {run.iteration_ms:.0f} ms per request, {run.target_rps:g} req/s needs"
-                f" about {needed} VUs"
+                f"; requests took {run.iteration_ms:.0f} ms on average, so {run.target_rps:g}"
+                f" req/s keeps about {needed} VUs busy on average, more at peaks"
             )
         reasons.append(reason)
     elif run.dropped_iterations > 0:
