@@ -48,7 +48,7 @@ class ServiceSettings:
     # Capacity per process (README, "Capacity"): requests in flight before shedding with 503,
     # database connections, how long a request may wait for one, and how long the shop waits
     # for the CRUD API (well below the 10 s the load generator's clients wait).
-    max_in_flight: int = 64
+    max_in_flight: int = 32
     db_pool_size: int = 16
     db_pool_timeout_s: int = 1
     catalogue_timeout_s: float = 2.0
@@ -76,7 +76,7 @@ class ServiceSettings:
             ),
             regions=tuple((ipaddress.ip_network(cidr), name) for cidr, name in regions.items()),
             metrics_interval_ms=int(env.get("CLICKPULSE_METRICS_INTERVAL_MS", "5000")),
-            max_in_flight=int(env.get("CLICKPULSE_MAX_IN_FLIGHT", "64")),
+            max_in_flight=int(env.get("CLICKPULSE_MAX_IN_FLIGHT", "32")),
             db_pool_size=int(env.get("CLICKPULSE_DB_POOL_SIZE", "16")),
             db_pool_timeout_s=int(env.get("CLICKPULSE_DB_POOL_TIMEOUT", "1")),
             catalogue_timeout_s=float(env.get("CLICKPULSE_CATALOGUE_TIMEOUT", "2.0")),
