@@ -40,6 +40,36 @@ PRODUCT_BY_ID = select(*PRODUCT_COLUMNS).where(Product.id == bindparam("id"))
 USER_BY_ID = select(*USER_COLUMNS).where(User.id == bindparam("id"))
 
 
+def _paged(statement: AnySelect) -> AnySelect:
+    return (
+        statement.add_columns(func.count().over().label("total"))
+        .limit(bindparam("limit"))
+        .offset(bindparam("offset"))
+    )
+
+
+def _product_pages() -> dict[tuple[bool, bool], tuple[AnySelect, AnySelect]]:
+    """Page and count statements for each filter combination (by category?, by ids?)."""
+    pages = {}
+    for by_category in (False, True):
+        for by_ids in (False, True):
+            page: AnySelect = select(*PRODUCT_COLUMNS).order_by(Product.id)
+            count: AnySelect = select(func.count()).select_from(Product)
+            if by_category:
+                page = page.where(Product.category == bindparam("category"))
+                count = count.where(Product.category == bindparam("category"))
+            if by_ids:
+                page = page.where(Product.id.in_(bindparam("ids", expanding=True)))
+                count = count.where(Product.id.in_(bindparam("ids", expanding=True)))
+            pages[(by_category, by_ids)] = (_paged(page), count)
+    return pages
+
+
+PRODUCT_PAGES = _product_pages()
+USER_PAGE = _paged(select(*USER_COLUMNS).order_by(User.id.desc()))
+USER_COUNT = select(func.count()).select_from(User)
+
+
 class Reads:
     """Autocommit reads: the engine's pool, without a transaction per statement."""
 
@@ -51,16 +81,14 @@ class Reads:
             return (await connection.execute(statement, parameters)).all()
 
     async def _page(
-        self, statement: AnySelect, count: AnySelect, limit: int, offset: int
+        self, statement: AnySelect, count: AnySelect, limit: int, offset: int, **parameters: Any
     ) -> tuple[list[Any], int]:
         """One round trip for the page and its total (a window count beside each row); a
         second only when the page is empty, where no row carries the total."""
-        rows = await self._rows(
-            statement.add_columns(func.count().over().label("total")).limit(limit).offset(offset)
-        )
+        rows = await self._rows(statement, limit=limit, offset=offset, **parameters)
         if rows:
             return [row[:-1] for row in rows], int(rows[0][-1])
-        return [], int((await self._rows(count))[0][0])
+        return [], int((await self._rows(count, **parameters))[0][0])
 
     async def product(self, product_id: int) -> ProductRead:
         rows = await self._rows(PRODUCT_BY_ID, id=product_id)
@@ -71,15 +99,13 @@ class Reads:
     async def products(
         self, limit: int, offset: int, category: str | None = None, ids: Sequence[int] = ()
     ) -> OffsetPagination[ProductRead]:
-        statement = select(*PRODUCT_COLUMNS).order_by(Product.id)
-        count = select(func.count()).select_from(Product)
+        page, count = PRODUCT_PAGES[(category is not None, bool(ids))]
+        parameters: dict[str, Any] = {}
         if category is not None:
-            statement = statement.where(Product.category == category)
-            count = count.where(Product.category == category)
+            parameters["category"] = category
         if ids:
-            statement = statement.where(Product.id.in_(ids))
-            count = count.where(Product.id.in_(ids))
-        rows, total = await self._page(statement, count, limit, offset)
+            parameters["ids"] = list(ids)
+        rows, total = await self._page(page, count, limit, offset, **parameters)
         return OffsetPagination(
             items=[ProductRead(*row) for row in rows], total=total, limit=limit, offset=offset
         )
@@ -91,12 +117,7 @@ class Reads:
         return UserRead(*rows[0])
 
     async def users(self, limit: int, offset: int) -> OffsetPagination[UserRead]:
-        rows, total = await self._page(
-            select(*USER_COLUMNS).order_by(User.id.desc()),
-            select(func.count()).select_from(User),
-            limit,
-            offset,
-        )
+        rows, total = await self._page(USER_PAGE, USER_COUNT, limit, offset)
         return OffsetPagination(
             items=[UserRead(*row) for row in rows], total=total, limit=limit, offset=offset
         )

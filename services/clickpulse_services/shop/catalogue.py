@@ -5,6 +5,7 @@ propagates the trace context)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Collection
 from decimal import Decimal
 from typing import Any
@@ -17,6 +18,10 @@ from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.trace import TracerProvider
 
 from clickpulse_services.common.admission import RETRY_AFTER_S
+
+# httpx logs every request at INFO, through Litestar's queue handler: a log record and a
+# thread hand-off per catalogue call, ~8 % of the shop's CPU in a profile under load.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 class CatalogueProduct(msgspec.Struct):
