@@ -53,6 +53,13 @@ class SteadyLoad:
         assert self.result is not None
         return self.result
 
-    def sent(self) -> int:
+    def _count(self, metric: str) -> int:
         metrics = (self.result.summary if self.result else {}).get("metrics", {})
-        return int(metrics.get("clickpulse_sent", {}).get("values", {}).get("count", 0))
+        return int(metrics.get(metric, {}).get("values", {}).get("count", 0))
+
+    def sent(self) -> int:
+        return self._count("clickpulse_sent")
+
+    def abandoned(self) -> int:
+        """Requests k6 gave up on: the server may still have answered (and traced) them."""
+        return self._count("clickpulse_abandoned")
