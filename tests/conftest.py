@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -20,17 +20,17 @@ def settings() -> Settings:
 
 
 @pytest.fixture(scope="session")
-def admin(settings: Settings) -> Client:
+def admin(settings: Settings, _stack_checked: None) -> Client:
     return admin_client(settings)
 
 
 @pytest.fixture(scope="session")
-def reader(settings: Settings) -> Client:
+def reader(settings: Settings, _stack_checked: None) -> Client:
     return reader_client(settings)
 
 
 @pytest.fixture(scope="session")
-def writer(settings: Settings) -> Client:
+def writer(settings: Settings, _stack_checked: None) -> Client:
     return writer_client(settings)
 
 
@@ -54,14 +54,24 @@ def wait_for() -> Callable[..., Any]:
     return _wait_for
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _stack_is_up(settings: Settings) -> Iterator[None]:
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "no_stack: runs without the local stack")
+
+
+@pytest.fixture(scope="session")
+def _stack_checked(settings: Settings) -> None:
     from clickpulse.stack.components import all_components
 
     down = [c.name for c in all_components(settings) if not c.process.healthy()]
     if down:
         pytest.exit(f"the local stack is not healthy ({', '.join(down)}): run `nox -s up`", 2)
-    yield
+
+
+@pytest.fixture(autouse=True)
+def _stack_is_up(request: pytest.FixtureRequest) -> None:
+    """Every test needs the running stack, except those marked `no_stack` (pure logic)."""
+    if request.node.get_closest_marker("no_stack") is None:
+        request.getfixturevalue("_stack_checked")
 
 
 @pytest.fixture(scope="session")

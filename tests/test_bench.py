@@ -13,6 +13,8 @@ from clickpulse_bench.capacity import Target, capacity_row, plan_for, render
 from clickpulse_bench.rate_search import RateSearch, shortfalls
 from clickpulse_bench.servers import ServicePair
 
+pytestmark = pytest.mark.no_stack
+
 GOOD: dict[str, Any] = {
     "target_rps": 400,
     "achieved_rps": 395.0,

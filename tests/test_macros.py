@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from clickpulse_grafana.macros import TimeRange, Variables, expand
 
+pytestmark = pytest.mark.no_stack
+
 RANGE = TimeRange(
     datetime(2026, 11, 29, 10, 0, tzinfo=UTC), datetime(2026, 11, 29, 11, 0, tzinfo=UTC), 360
 )

@@ -4,6 +4,7 @@ projection into analytics.request_metrics reads must not change on the way."""
 from __future__ import annotations
 
 import msgspec
+import pytest
 from clickpulse_services.common.span_relay import from_record, to_record
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
@@ -18,6 +19,8 @@ from opentelemetry.trace import (
     StatusCode,
     TraceFlags,
 )
+
+pytestmark = pytest.mark.no_stack
 
 
 def _finished_span() -> ReadableSpan:
