@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
 from advanced_alchemy.exceptions import (
     DuplicateKeyError,
     IntegrityError,
@@ -93,7 +94,10 @@ def _conflict(_: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, A
 
 
 def _bad_value(_: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
-    return _body(HTTP_400_BAD_REQUEST, "a value is out of range for the database")
+    return _body(
+        HTTP_400_BAD_REQUEST,
+        "a value is out of range for the database or holds a character it cannot store (NUL)",
+    )
 
 
 def _repository_error(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
@@ -104,6 +108,20 @@ def _repository_error(request: Request[Any, Any, Any], exc: Exception) -> Respon
         isinstance(cause, DBAPIError) and cause.connection_invalidated
     ):
         return _database_unavailable(request, exc)
+    raise exc
+
+
+def _statement_error(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    """A driver error from a Core statement (the hot paths bypass the repositories): a lost
+    connection is the database being unavailable; bad data (a NUL byte, a number beyond
+    BIGINT: SQLSTATE class 22, or asyncpg refusing the argument) is the client's."""
+    assert isinstance(exc, DBAPIError)
+    cause = exc.orig.__cause__ if exc.orig is not None else None
+    if exc.connection_invalidated or isinstance(cause, OSError | ConnectionError):
+        return _database_unavailable(request, exc)
+    sqlstate = str(getattr(cause, "sqlstate", "") or "")
+    if sqlstate.startswith("22") or isinstance(cause, asyncpg.exceptions.DataError):
+        return _bad_value(request, exc)
     raise exc
 
 
@@ -118,4 +136,5 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     InterfaceError: _database_unavailable,
     ConnectionError: _database_unavailable,
     OSError: _database_unavailable,
+    DBAPIError: _statement_error,
 }

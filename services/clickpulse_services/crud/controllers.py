@@ -37,7 +37,7 @@ def _reads(state: State) -> Reads:
 
 # `?ids=3&ids=7`: the shop confirms a whole cart in one call, not one call per product.
 ProductIds = Annotated[
-    list[Id] | None,
+    list[Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]] | None,
     Parameter(max_items=MAX_PAGE, description=f"only these product ids, at most {MAX_PAGE}"),
 ]
 
