@@ -61,7 +61,7 @@ def status(settings: Settings) -> bool:
         table.add_row(
             component.name,
             str(proc.pid) if proc else "-",
-            component.address,
+            component.describe(proc),
             "[green]yes[/green]" if healthy else "[red]no[/red]",
         )
     console.print(table)

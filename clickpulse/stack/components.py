@@ -3,6 +3,7 @@ own preparation step (data folder, build) and health check."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import signal
@@ -40,6 +41,10 @@ class Component:
     def is_current(self, proc: psutil.Process) -> bool:
         """Whether the running process is the one these settings would start."""
         return True
+
+    def describe(self, proc: psutil.Process | None) -> str:
+        """Where it answers (and how it runs, when that can differ from the settings)."""
+        return self.address
 
 
 def _managed(settings: Settings, name: str, **kwargs: object) -> ManagedProcess:
@@ -327,8 +332,18 @@ class WebService(Component):
                 healthy=lambda: http_ok(f"http://{host}:{port}/health"),
                 start_timeout=60.0,
             ),
-            address=f"http://{host}:{port} (docs: /docs), {settings.service_workers} worker(s)",
+            address=f"http://{host}:{port} (docs: /docs)",
         )
+
+    def describe(self, proc: psutil.Process | None) -> str:
+        """The address and the worker count it runs with (`up --workers N` may differ from
+        the default these settings hold)."""
+        argv = list(self.process.argv)
+        with contextlib.suppress(psutil.Error, ValueError, IndexError):
+            if proc is not None:
+                argv = proc.cmdline()
+        workers = argv[argv.index("--workers") + 1] if "--workers" in argv else "1"
+        return f"{self.address}, {workers} worker(s)"
 
     def is_current(self, proc: psutil.Process) -> bool:
         try:

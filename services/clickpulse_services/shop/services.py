@@ -19,13 +19,6 @@ class OutOfStock(ClientException):
     status_code = HTTP_409_CONFLICT
 
 
-class CartService(SQLAlchemyAsyncRepositoryService[CartItem]):
-    class Repo(SQLAlchemyAsyncRepository[CartItem]):
-        model_type = CartItem
-
-    repository_type = Repo
-
-
 class OrderService(SQLAlchemyAsyncRepositoryService[Order]):
     class Repo(SQLAlchemyAsyncRepository[Order]):
         model_type = Order
