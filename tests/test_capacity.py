@@ -19,16 +19,10 @@ import pytest
 from clickhouse_connect.driver.client import Client
 
 from clickpulse.stack.components import uvicorn_argv
+from clickpulse.stack.processes import free_port
 from clickpulse.stack.settings import Settings
 
 CRUD_APP = "clickpulse_services.crud.app:app"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @contextlib.contextmanager
@@ -36,7 +30,7 @@ def _crud_api(
     settings: Settings, *, workers: int = 1, env: dict[str, str] | None = None
 ) -> Iterator[tuple[str, psutil.Process]]:
     """A CRUD API served as the stack serves it, on a free port, for the length of the block."""
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         uvicorn_argv(CRUD_APP, settings.host, port, workers),
         env={**os.environ, **settings.service_env(), **(env or {})},

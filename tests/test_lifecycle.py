@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 from clickpulse.stack.clickhouse_client import admin_client
-from clickpulse.stack.processes import StackError
+from clickpulse.stack.processes import StackError, free_port
 from clickpulse.stack.settings import REPO_ROOT, Settings
 
 PORT_VARS = (
@@ -29,20 +29,13 @@ PORT_VARS = (
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def isolated_env(tmp_path: Path) -> Iterator[dict[str, str]]:
     env = {
         **os.environ,
         "CLICKPULSE_STATE_DIR": str(tmp_path / "state"),
         "COLUMNS": "200",
-        **{name: str(_free_port()) for name in PORT_VARS},
+        **{name: str(free_port()) for name in PORT_VARS},
     }
     for key in list(env):
         if key.endswith("_PASSWORD"):

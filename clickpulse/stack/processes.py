@@ -154,6 +154,14 @@ def port_holder(port: int) -> str | None:
     return None
 
 
+def free_port() -> int:
+    """A port nothing listens on now (the OS picks it), for extra processes and test stacks."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
 def ensure_port_free(port: int, *, needed_by: str) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
