@@ -15,6 +15,7 @@ import warnings
 from rich.console import Console
 from rich.table import Table
 
+from clickpulse.stack import jwt_keys
 from clickpulse.stack.components import all_components
 from clickpulse.stack.processes import StackError
 from clickpulse.stack.settings import REPO_ROOT, Settings
@@ -109,6 +110,17 @@ def migrate(settings: Settings) -> None:
     console.print(f"applied: {', '.join(applied) or 'nothing pending'}")
 
 
+def rotate_key(settings: Settings) -> None:
+    new, retired = jwt_keys.rotate(settings.jwt_keys_dir)
+    console.print(f"new signing key: {new}")
+    for path in retired:
+        console.print(f"retired (its tokens no longer verify): {path}")
+    console.print(
+        "The CRUD API signs with the new key within a second; the e-commerce API fetches it"
+        " on the first token that names it. No restart needed."
+    )
+
+
 def compose(action: str) -> None:
     docker = shutil.which("docker")
     if docker is None:
@@ -136,6 +148,10 @@ def main(argv: list[str] | None = None) -> None:
                 " env CLICKPULSE_SERVICE_WORKERS)",
             )
     sub.add_parser("reset")
+    sub.add_parser(
+        "rotate-key",
+        help="add a new token-signing key for the CRUD API (keeps the previous one)",
+    )
     sub.add_parser("migrate", help="apply the ClickHouse migrations to a running server")
     p_logs = sub.add_parser("logs")
     p_logs.add_argument("name")
@@ -161,6 +177,8 @@ def main(argv: list[str] | None = None) -> None:
             migrate(settings)
         elif args.command == "reset":
             reset(settings)
+        elif args.command == "rotate-key":
+            rotate_key(settings)
         elif args.command == "sql":
             sql(settings, args.query)
     except StackError as exc:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import psutil
 
-from clickpulse.stack import collector_build
+from clickpulse.stack import collector_build, jwt_keys
 from clickpulse.stack.processes import ManagedProcess, StackError, http_ok
 from clickpulse.stack.settings import Settings
 
@@ -320,6 +320,7 @@ class WebService(Component):
     """One of the two Litestar services, served by uvicorn with N worker processes."""
 
     def __init__(self, settings: Settings, name: str, app: str, port: int) -> None:
+        self.settings = settings
         host = settings.host
         super().__init__(
             process=_managed(
@@ -345,9 +346,18 @@ class WebService(Component):
         workers = argv[argv.index("--workers") + 1] if "--workers" in argv else "1"
         return f"{self.address}, {workers} worker(s)"
 
+    def prepare(self) -> None:
+        super().prepare()
+        jwt_keys.ensure(self.settings.jwt_keys_dir)
+
     def is_current(self, proc: psutil.Process) -> bool:
+        """Same command line and the same settings in its environment (a new setting, or a
+        changed one, restarts it)."""
         try:
-            return proc.cmdline()[1:] == list(self.process.argv)[1:]
+            environ = proc.environ()
+            return proc.cmdline()[1:] == list(self.process.argv)[1:] and all(
+                environ.get(k) == v for k, v in self.settings.service_env().items()
+            )
         except psutil.Error:
             return False
 

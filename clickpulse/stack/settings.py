@@ -21,6 +21,8 @@ SECRET_NAMES = (
     "CLICKPULSE_CH_WRITER_PASSWORD",
     "CLICKPULSE_CH_READER_PASSWORD",
     "CLICKPULSE_PG_PASSWORD",
+    # The CRUD API's administrator (admin@clickpulse.test): product writes, demo data.
+    "CLICKPULSE_ADMIN_PASSWORD",
 )
 
 
@@ -153,6 +155,14 @@ class Settings:
         return self.secrets["CLICKPULSE_PG_PASSWORD"]
 
     @property
+    def admin_password(self) -> str:
+        return self.secrets["CLICKPULSE_ADMIN_PASSWORD"]
+
+    @property
+    def jwt_keys_dir(self) -> Path:
+        return self.state_dir / "jwt-keys"
+
+    @property
     def postgres_dsn(self) -> str:
         return (
             f"postgresql+asyncpg://{self.pg_user}:{self.pg_password}@{self.host}:"
@@ -165,4 +175,6 @@ class Settings:
             "CLICKPULSE_DATABASE_URL": self.postgres_dsn,
             "CLICKPULSE_OTLP_ENDPOINT": f"http://{self.host}:{self.ports.otlp_grpc}",
             "CLICKPULSE_CRUD_API_URL": f"http://{self.host}:{self.ports.crud_api}",
+            "CLICKPULSE_JWT_KEYS_DIR": str(self.jwt_keys_dir),
+            "CLICKPULSE_ADMIN_PASSWORD": self.admin_password,
         }

@@ -1,5 +1,6 @@
 """Who is calling: client address (X-Forwarded-For honoured only from trusted proxies), region
-derived from that address on the server side, user and session from the request."""
+derived from that address on the server side, session from the request (the user comes from
+the verified token only: common/auth.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ from collections.abc import Iterable
 
 from clickpulse_services.common.settings import IPNetwork
 
-USER_HEADER = "x-user-id"
 SESSION_HEADER = "x-session-id"
 RUN_HEADER = "x-clickpulse-run-id"
 

@@ -19,6 +19,10 @@ class User(BigIntAuditBase):
     email: Mapped[str] = mapped_column(String(320), unique=True)
     name: Mapped[str] = mapped_column(String(200))
     region: Mapped[str] = mapped_column(String(32), default="unknown")
+    # An argon2id hash (common/passwords.py); NULL: the user cannot sign in.
+    password_hash: Mapped[str | None] = mapped_column(String(255), default=None)
+    # "admin" may write products and generate demo data; "user" owns a cart and orders.
+    role: Mapped[str] = mapped_column(String(16), default="user", server_default="user")
 
 
 class Product(BigIntAuditBase):

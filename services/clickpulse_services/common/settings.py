@@ -35,6 +35,26 @@ def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
     return value
 
 
+RATE_UNITS = ("second", "minute", "hour", "day")
+
+
+def parse_rate(raw: str) -> tuple[int, str]:
+    """ "1200/minute" -> (1200, "minute")."""
+    count, _, unit = raw.partition("/")
+    if not count.strip().isdigit() or int(count) < 1 or unit.strip() not in RATE_UNITS:
+        raise ValueError(f"{raw!r}: expected COUNT/UNIT, UNIT one of {', '.join(RATE_UNITS)}")
+    return int(count), unit.strip()
+
+
+def _rate(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env.get(name, default)
+    try:
+        parse_rate(value)
+    except ValueError as exc:
+        raise ValueError(f"{name}={exc}") from None
+    return value
+
+
 @dataclass(frozen=True)
 class ServiceSettings:
     service_name: str
@@ -55,12 +75,29 @@ class ServiceSettings:
     # "relay": spans are encoded and sent by a helper process (common/span_relay.py);
     # "inline": by the SDK's export thread in the service process, as before.
     span_export: str = "relay"
+    # Authentication (README, "Who may do what"). The CRUD API signs access tokens with the
+    # newest private key of `jwt_keys_dir` (or `jwt_private_key`, a PEM, in compose) and
+    # publishes the public keys at /auth/jwks.json; the shop verifies against that JWKS.
+    jwt_keys_dir: str = ""
+    jwt_private_key: str = ""
+    jwks_url: str = ""
+    jwt_issuer: str = "clickpulse-crud-api"
+    jwt_audience: str = "clickpulse"
+    token_ttl_s: int = 900
+    admin_email: str = "admin@clickpulse.test"
+    admin_password: str = ""
+    demo_password: str = "clickpulse-demo"
+    # Requests per window, per token subject (signed-in callers) and per client address
+    # (anonymous ones): "COUNT/UNIT", UNIT one of second, minute, hour, day.
+    rate_limit_user: str = "1200/minute"
+    rate_limit_anonymous: str = "600/minute"
 
     @classmethod
     def from_env(cls, service_name: str) -> ServiceSettings:
         env = os.environ
         regions_raw = env.get("CLICKPULSE_REGIONS")
         regions = json.loads(regions_raw) if regions_raw else DEFAULT_REGIONS
+        crud_api_url = env.get("CLICKPULSE_CRUD_API_URL", "http://127.0.0.1:8001")
         return cls(
             service_name=service_name,
             database_url=env.get(
@@ -68,7 +105,7 @@ class ServiceSettings:
                 "postgresql+asyncpg://clickpulse:clickpulse@127.0.0.1:5432/clickpulse",
             ),
             otlp_endpoint=env.get("CLICKPULSE_OTLP_ENDPOINT", "http://127.0.0.1:4317"),
-            crud_api_url=env.get("CLICKPULSE_CRUD_API_URL", "http://127.0.0.1:8001"),
+            crud_api_url=crud_api_url,
             telemetry_enabled=env.get("CLICKPULSE_TELEMETRY", "on") != "off",
             # Only these peers may tell us the client's address in X-Forwarded-For.
             trusted_proxies=_networks(
@@ -81,6 +118,17 @@ class ServiceSettings:
             db_pool_timeout_s=int(env.get("CLICKPULSE_DB_POOL_TIMEOUT", "1")),
             catalogue_timeout_s=float(env.get("CLICKPULSE_CATALOGUE_TIMEOUT", "2.0")),
             span_export=_choice(env, "CLICKPULSE_SPAN_EXPORT", ("relay", "inline")),
+            jwt_keys_dir=env.get("CLICKPULSE_JWT_KEYS_DIR", ""),
+            jwt_private_key=env.get("CLICKPULSE_JWT_PRIVATE_KEY", ""),
+            jwks_url=env.get("CLICKPULSE_JWKS_URL", f"{crud_api_url}/auth/jwks.json"),
+            jwt_issuer=env.get("CLICKPULSE_JWT_ISSUER", "clickpulse-crud-api"),
+            jwt_audience=env.get("CLICKPULSE_JWT_AUDIENCE", "clickpulse"),
+            token_ttl_s=int(env.get("CLICKPULSE_TOKEN_TTL", "900")),
+            admin_email=env.get("CLICKPULSE_ADMIN_EMAIL", "admin@clickpulse.test"),
+            admin_password=env.get("CLICKPULSE_ADMIN_PASSWORD", ""),
+            demo_password=env.get("CLICKPULSE_DEMO_PASSWORD", "clickpulse-demo"),
+            rate_limit_user=_rate(env, "CLICKPULSE_RATE_LIMIT_USER", "1200/minute"),
+            rate_limit_anonymous=_rate(env, "CLICKPULSE_RATE_LIMIT_ANONYMOUS", "600/minute"),
         )
 
 

@@ -25,7 +25,6 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from clickpulse_services.common.client_identity import (
     RUN_HEADER,
     SESSION_HEADER,
-    USER_HEADER,
     client_address,
     region_of,
 )
@@ -112,7 +111,6 @@ KNOWN_METHODS = frozenset(
 )
 IDENTITY_HEADERS = (
     (b"user-agent", "user_agent.original", 512),
-    (USER_HEADER.encode(), "user.id", 128),
     (SESSION_HEADER.encode(), "session.id", 128),
     (RUN_HEADER.encode(), "app.load.run_id", 128),
 )

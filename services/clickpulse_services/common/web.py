@@ -8,8 +8,9 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from advanced_alchemy.extensions.litestar import SQLAlchemyAsyncConfig
-from litestar import Litestar, Router, get
+from litestar import Litestar, Request, Router, get
 from litestar.datastructures import State
+from litestar.exceptions import NotAuthorizedException, TooManyRequestsException
 from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.params import Parameter
@@ -20,6 +21,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clickpulse_services.common.admission import Admission
+from clickpulse_services.common.auth import NO_TOKEN, bearer_auth, rate_limits
 from clickpulse_services.common.database import (
     EXCEPTION_HANDLERS,
     sqlalchemy_config,
@@ -27,6 +29,7 @@ from clickpulse_services.common.database import (
 )
 from clickpulse_services.common.settings import ServiceSettings
 from clickpulse_services.common.telemetry import Telemetry, remember_exception
+from clickpulse_services.common.tokens import KeySource, TokenVerifier
 
 MAX_PAGE = 100
 
@@ -38,7 +41,7 @@ Offset = Annotated[int, Parameter(ge=0, le=10_000_000, default=0, description="r
 Id = Annotated[int, Parameter(ge=1, le=2**63 - 1)]
 
 
-@get("/health", operation_id="health", tags=["health"])
+@get("/health", operation_id="health", tags=["health"], security=NO_TOKEN)
 async def health(db_session: AsyncSession) -> Response[dict[str, str]]:
     try:
         await db_session.execute(text("SELECT 1"))
@@ -47,9 +50,40 @@ async def health(db_session: AsyncSession) -> Response[dict[str, str]]:
     return Response({"status": "ok", "database": "ok"})
 
 
+def _too_many_requests(
+    _: Request[Any, Any, Any], exc: TooManyRequestsException
+) -> Response[dict[str, Any]]:
+    """Litestar's rate limiter sends the RateLimit headers; clients also get Retry-After
+    (RFC 9110) and a body that says which limit they hit."""
+    headers = dict(exc.headers or {})
+    reset = headers.get("RateLimit-Reset", "1")
+    policy = headers.get("RateLimit-Policy", "")
+    count, _sep, window = policy.partition("; w=")
+    return Response(
+        {
+            "status_code": 429,
+            "detail": f"rate limit reached: {count} requests per {window} s for this caller; "
+            f"retry after {reset} s",
+        },
+        status_code=429,
+        headers={**headers, "Retry-After": reset},
+    )
+
+
+def _unauthorized(
+    _: Request[Any, Any, Any], exc: NotAuthorizedException
+) -> Response[dict[str, Any]]:
+    return Response(
+        {"status_code": 401, "detail": exc.detail},
+        status_code=401,
+        headers={"WWW-Authenticate": "Bearer", **(exc.headers or {})},
+    )
+
+
 def create_app(
     *,
     settings: ServiceSettings,
+    keys: KeySource,
     title: str,
     description: str,
     route_handlers: Sequence[ControllerRouterHandler],
@@ -77,7 +111,13 @@ def create_app(
     app = Litestar(
         route_handlers=[health, Router(path="/", route_handlers=list(route_handlers))],
         plugins=[sqlalchemy_plugin(db_config)],
-        exception_handlers=EXCEPTION_HANDLERS,
+        on_app_init=[bearer_auth().on_app_init],
+        middleware=[config.middleware for config in rate_limits(settings)],
+        exception_handlers={
+            **EXCEPTION_HANDLERS,
+            TooManyRequestsException: _too_many_requests,
+            NotAuthorizedException: _unauthorized,
+        },
         after_exception=[remember_exception] if settings.telemetry_enabled else [],
         openapi_config=OpenAPIConfig(
             title=title,
@@ -92,6 +132,10 @@ def create_app(
                 "telemetry": telemetry,
                 # The plugin's own engine (same pool) for the Core reads of the hot paths.
                 "engine": db_config.get_engine(),
+                "key_source": keys,
+                "tokens": TokenVerifier(
+                    keys, issuer=settings.jwt_issuer, audience=settings.jwt_audience
+                ),
                 **(extra_state or {}),
             }
         ),

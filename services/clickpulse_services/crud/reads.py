@@ -18,7 +18,7 @@ from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from clickpulse_services.common.models import Product, User
-from clickpulse_services.crud.schemas import ProductRead, UserRead
+from clickpulse_services.crud.schemas import DEMO_EMAIL_DOMAIN, DemoUser, ProductRead, UserRead
 
 AnySelect = Select[*tuple[Any, ...]]
 
@@ -32,7 +32,7 @@ PRODUCT_COLUMNS = (
     Product.created_at,
     Product.updated_at,
 )
-USER_COLUMNS = (User.id, User.email, User.name, User.region, User.created_at)
+USER_COLUMNS = (User.id, User.email, User.name, User.region, User.role, User.created_at)
 
 # Built once: building a statement per request cost ~15 % of a request's CPU in the profile
 # (operators, cache keys), more than executing its cached compiled form.
@@ -68,6 +68,10 @@ def _product_pages() -> dict[tuple[bool, bool], tuple[AnySelect, AnySelect]]:
 PRODUCT_PAGES = _product_pages()
 USER_PAGE = _paged(select(*USER_COLUMNS).order_by(User.id.desc()))
 USER_COUNT = select(func.count()).select_from(User)
+DEMO_USERS = User.email.endswith(f"@{DEMO_EMAIL_DOMAIN}") & User.password_hash.is_not(None)
+DEMO_USER_PAGE = _paged(select(User.id, User.email).where(DEMO_USERS).order_by(User.id))
+DEMO_USER_COUNT = select(func.count()).select_from(User).where(DEMO_USERS)
+CREDENTIALS = select(User.id, User.password_hash, User.role).where(User.email == bindparam("email"))
 
 
 class Reads:
@@ -121,3 +125,14 @@ class Reads:
         return OffsetPagination(
             items=[UserRead(*row) for row in rows], total=total, limit=limit, offset=offset
         )
+
+    async def demo_users(self, limit: int, offset: int) -> OffsetPagination[DemoUser]:
+        rows, total = await self._page(DEMO_USER_PAGE, DEMO_USER_COUNT, limit, offset)
+        return OffsetPagination(
+            items=[DemoUser(*row) for row in rows], total=total, limit=limit, offset=offset
+        )
+
+    async def credentials(self, email: str) -> tuple[int, str | None, str] | None:
+        """(id, password hash, role) of the user with this email, if there is one."""
+        rows = await self._rows(CREDENTIALS, email=email)
+        return (rows[0][0], rows[0][1], rows[0][2]) if rows else None

@@ -8,6 +8,10 @@ from typing import Annotated
 
 import msgspec
 
+# Users made by /demo/generate-users live here (RFC 2606 reserves .test) and share the demo
+# password (README, "Who may do what").
+DEMO_EMAIL_DOMAIN = "demo.clickpulse.test"
+
 Email = Annotated[str, msgspec.Meta(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=320)]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 Category = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[a-z0-9_-]+$")]
@@ -29,9 +33,18 @@ Stock = Annotated[int, msgspec.Meta(ge=0, le=1_000_000_000)]
 Region = Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
 
 
+Password = Annotated[
+    str,
+    msgspec.Meta(min_length=8, max_length=128, description="8 to 128 characters"),
+]
+
+
 class UserCreate(msgspec.Struct, forbid_unknown_fields=True):
+    """Sign-up: anyone may create a user (role "user") and then sign in as it."""
+
     email: Email
     name: Name
+    password: Password
     region: Region = "unknown"
 
 
@@ -40,7 +53,31 @@ class UserRead(msgspec.Struct):
     email: str
     name: str
     region: str
+    role: str
     created_at: datetime
+
+
+class DemoUser(msgspec.Struct):
+    """A demo user to sign in as, with the demo password."""
+
+    id: int
+    email: str
+
+
+class TokenRequest(msgspec.Struct):
+    """OAuth2 password grant (RFC 6749, 4.3.2), form-encoded; `username` is the email.
+    Other form fields a client sends (client_id, ...) are ignored, as RFC 6749 allows."""
+
+    username: Annotated[str, msgspec.Meta(min_length=1, max_length=320)]
+    password: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    grant_type: Annotated[str, msgspec.Meta(pattern="^password$")] = "password"
+    scope: str = ""
+
+
+class TokenResponse(msgspec.Struct):
+    access_token: str
+    expires_in: int
+    token_type: str = "bearer"
 
 
 class ProductCreate(msgspec.Struct, forbid_unknown_fields=True):

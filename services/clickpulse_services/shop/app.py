@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 from litestar import Litestar
 
+from clickpulse_services.common.jwks_client import RemoteJwks
 from clickpulse_services.common.settings import get_settings
 from clickpulse_services.common.web import create_app
 from clickpulse_services.shop.catalogue import Catalogue
@@ -15,9 +19,16 @@ from clickpulse_services.shop.controllers import (
 
 SERVICE_NAME = "ecommerce-api"
 settings = get_settings(SERVICE_NAME)
+keys = RemoteJwks(settings.jwks_url)
 
 
-async def _open_catalogue(app: Litestar) -> None:
+async def _refresh_keys() -> None:
+    while True:
+        await keys.fetch()
+        await asyncio.sleep(keys.max_age_s if keys.version else keys.min_refetch_s)
+
+
+async def _start(app: Litestar) -> None:
     telemetry = app.state.telemetry
     app.state.catalogue = Catalogue(
         settings.crud_api_url,
@@ -25,17 +36,26 @@ async def _open_catalogue(app: Litestar) -> None:
         timeout_s=settings.catalogue_timeout_s,
         connections=settings.max_in_flight,
     )
+    # The CRUD API may start after us: tokens are refused (401, unknown key) until the first
+    # fetch succeeds, retried every few seconds.
+    app.state.key_refresher = asyncio.create_task(_refresh_keys())
 
 
-async def _close_catalogue(app: Litestar) -> None:
+async def _stop(app: Litestar) -> None:
+    app.state.key_refresher.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await app.state.key_refresher
     await app.state.catalogue.close()
+    await keys.close()
 
 
 app = create_app(
     settings=settings,
+    keys=keys,
     title="clickpulse e-commerce API",
-    description="Cart, checkout and orders; product data comes from the CRUD API.",
+    description="Cart, checkout and orders of the signed-in user; product data comes from the "
+    "CRUD API, which also issues the access tokens this API accepts.",
     route_handlers=[CartController, CheckoutController, OrderController],
-    on_startup_hooks=[_open_catalogue],
-    on_shutdown_hooks=[_close_catalogue],
+    on_startup_hooks=[_start],
+    on_shutdown_hooks=[_stop],
 )

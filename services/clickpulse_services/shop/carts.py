@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from litestar.exceptions import NotFoundException
-from sqlalchemy import BindParameter, bindparam, func, select
+from sqlalchemy import BindParameter, bindparam, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -53,6 +53,19 @@ def _add_line() -> Any:
 
 
 ADD_LINE = _add_line()
+# Ownership is in the WHERE clause: someone else's line is simply not found.
+SET_QUANTITY = (
+    update(CartItem)
+    .where(CartItem.id == bindparam("item_id"), CartItem.user_id == bindparam("user_id"))
+    .values(quantity=bindparam("quantity"), updated_at=bindparam("now"))
+    .returning(CartItem.product_id)
+)
+REMOVE_LINE = (
+    delete(CartItem)
+    .where(CartItem.id == bindparam("item_id"), CartItem.user_id == bindparam("user_id"))
+    .returning(CartItem.product_id)
+)
+USER_EXISTS = select(User.id).where(User.id == bindparam("user_id"))
 
 
 def cart_from_rows(user_id: int, rows: Sequence[Any]) -> CartRead:
@@ -79,17 +92,40 @@ class Carts:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine.execution_options(isolation_level="AUTOCOMMIT")
 
-    async def get(self, user_id: int) -> CartRead:
+    async def get(self, user_id: int) -> CartRead | None:
+        """The user's cart; None if there is no such user."""
         async with self.engine.connect() as connection:
             rows = (await connection.execute(CART_OF_USER, {"user_id": user_id})).all()
-        if not rows:
-            raise NotFoundException(detail=f"user {user_id} does not exist")
-        return cart_from_rows(user_id, rows)
+        return cart_from_rows(user_id, rows) if rows else None
+
+    async def _changed_line(self, statement: Any, parameters: dict[str, Any]) -> int | None:
+        async with self.engine.connect() as connection:
+            row = (await connection.execute(statement, parameters)).first()
+        return None if row is None else int(row[0])
+
+    async def set_quantity(self, user_id: int, item_id: int, quantity: int) -> int | None:
+        """The line's product id, or None if the user has no such line."""
+        parameters = {
+            "user_id": user_id,
+            "item_id": item_id,
+            "quantity": quantity,
+            "now": datetime.now(UTC),
+        }
+        return await self._changed_line(SET_QUANTITY, parameters)
+
+    async def remove(self, user_id: int, item_id: int) -> int | None:
+        """The removed line's product id, or None if the user has no such line."""
+        return await self._changed_line(REMOVE_LINE, {"user_id": user_id, "item_id": item_id})
+
+    async def user_exists(self, user_id: int) -> bool:
+        async with self.engine.connect() as connection:
+            return (await connection.execute(USER_EXISTS, {"user_id": user_id})).first() is not None
 
     async def add(
         self, user_id: int, product_id: int, quantity: int, unit_price: Decimal
-    ) -> CartRead:
-        """Adds `quantity` (capped at 1000 a line) at the catalogue's current price."""
+    ) -> CartRead | None:
+        """Adds `quantity` (capped at 1000 a line) at the catalogue's current price; None if
+        there is no such user."""
         parameters = {
             "user_id": user_id,
             "product_id": product_id,
@@ -101,9 +137,8 @@ class Carts:
             try:
                 await connection.execute(ADD_LINE, parameters)
             except IntegrityError as exc:  # a foreign key: the user, or (since) the product
-                missing = (
-                    f"user {user_id}" if "user_id" in str(exc.orig) else f"product {product_id}"
-                )
-                raise NotFoundException(detail=f"{missing} does not exist") from exc
+                if "user_id" in str(exc.orig):
+                    return None
+                raise NotFoundException(detail=f"product {product_id} does not exist") from exc
             rows = (await connection.execute(CART_OF_USER, {"user_id": user_id})).all()
         return cart_from_rows(user_id, rows)

@@ -1,0 +1,138 @@
+"""Litestar wiring of authentication, authorization and rate limits, shared by both services.
+
+Litestar's OAuth2 password-bearer backend provides the middleware slot and the OpenAPI security
+scheme (the "Authorize" button of /docs); our middleware class verifies with
+`common/tokens.py`. A request without `Authorization` passes as anonymous (`request.user` is
+None) and the guards decide: catalogue reads are public, the rest needs a token or the admin
+role. A request with a bad token is a 401 everywhere, public endpoints included.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from litestar.connection import ASGIConnection, Request
+from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
+from litestar.handlers import BaseRouteHandler
+from litestar.middleware import AuthenticationResult
+from litestar.middleware.rate_limit import RateLimitConfig
+from litestar.security.jwt import JWTCookieAuthenticationMiddleware, OAuth2PasswordBearerAuth
+
+from clickpulse_services.common.client_identity import client_address
+from clickpulse_services.common.settings import ServiceSettings, parse_rate
+from clickpulse_services.common.telemetry import annotate
+from clickpulse_services.common.tokens import Principal, TokenVerifier, unauthorized
+
+TOKEN_URL = "/auth/token"
+# OpenAPI: "a token if you have one" (public operations); the app-wide requirement is the token.
+OPTIONAL_TOKEN: list[dict[str, list[str]]] = [{}, {"BearerToken": []}]
+NO_TOKEN: list[dict[str, list[str]]] = [{}]
+
+
+class BearerTokenMiddleware(JWTCookieAuthenticationMiddleware):
+    """`Authorization: Bearer <JWT>` verified by the app's TokenVerifier; none = anonymous."""
+
+    async def authenticate_request(
+        self, connection: ASGIConnection[Any, Any, Any, Any]
+    ) -> AuthenticationResult:
+        header = connection.headers.get("authorization")
+        if header is None:
+            return AuthenticationResult(user=None, auth=None)
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise unauthorized("expected the header 'Authorization: Bearer <token>'")
+        verifier: TokenVerifier = connection.app.state.tokens
+        principal = await verifier.verify(token.strip())
+        # The span's user is the verified subject, never what a client claims.
+        annotate(user_id=str(principal.id))
+        return AuthenticationResult(user=principal, auth=token)
+
+
+async def _unused_retrieve_user(token: Any, connection: ASGIConnection[Any, Any, Any, Any]) -> None:
+    raise NotImplementedError  # BearerTokenMiddleware does not call it
+
+
+def bearer_auth() -> OAuth2PasswordBearerAuth[Principal, Any]:
+    return OAuth2PasswordBearerAuth(
+        # Verification uses the key set (common/tokens.py), not a shared secret.
+        token_secret="unused: tokens are verified against the JWKS",
+        token_url=TOKEN_URL,
+        retrieve_user_handler=_unused_retrieve_user,
+        authentication_middleware_class=BearerTokenMiddleware,
+        exclude=["^/health$", "^/docs", "^/schema"],
+        description=(
+            "Sign in at POST /auth/token (OAuth2 password flow: username = email) for a "
+            "short-lived RS256 access token; send it as `Authorization: Bearer <token>`."
+        ),
+    )
+
+
+def requires_user(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    if not isinstance(connection.scope.get("user"), Principal):
+        raise NotAuthorizedException(
+            detail="sign in first: this operation needs a bearer token from POST /auth/token",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+def requires_admin(
+    connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
+) -> None:
+    requires_user(connection, handler)
+    if not connection.scope["user"].is_admin:
+        raise PermissionDeniedException(detail="this operation needs the admin role")
+
+
+def current_user(request: Request[Any, Any, Any]) -> Principal:
+    """The verified caller of an operation guarded by `requires_user`."""
+    user = request.scope.get("user")
+    assert isinstance(user, Principal), "guard the operation with requires_user"
+    return user
+
+
+def rate_limits(settings: ServiceSettings) -> list[RateLimitConfig]:
+    """Two fixed windows: per token subject for signed-in callers, per client address (as
+    X-Forwarded-For from a trusted proxy gives it) for anonymous ones.
+
+    Counted in each worker process's memory (Litestar's MemoryStore): with N workers a caller
+    spread over all of them gets up to N times the limit. The local stack runs one worker per
+    service by default on 2 cores; behind NGINX in compose, keep-alive pins a client's
+    connection to one worker."""
+
+    @lru_cache(maxsize=4096)
+    def address(peer: str | None, forwarded_for: str | None) -> str:
+        return client_address(peer, forwarded_for, settings.trusted_proxies)
+
+    def by_subject(request: Request[Any, Any, Any]) -> str:
+        return f"user:{request.scope['user'].id}"
+
+    def by_address(request: Request[Any, Any, Any]) -> str:
+        peer = request.client.host if request.client else None
+        return f"address:{address(peer, request.headers.get('x-forwarded-for'))}"
+
+    def signed_in(request: Request[Any, Any, Any]) -> bool:
+        return isinstance(request.scope.get("user"), Principal)
+
+    def anonymous(request: Request[Any, Any, Any]) -> bool:
+        return not signed_in(request)
+
+    user_count, user_unit = parse_rate(settings.rate_limit_user)
+    anon_count, anon_unit = parse_rate(settings.rate_limit_anonymous)
+    exclude = ["^/health$", "^/docs", "^/schema"]
+    return [
+        RateLimitConfig(
+            rate_limit=(user_unit, user_count),  # type: ignore[arg-type]
+            identifier_for_request=by_subject,
+            check_throttle_handler=signed_in,
+            exclude=exclude,
+            store="rate_limit_users",
+        ),
+        RateLimitConfig(
+            rate_limit=(anon_unit, anon_count),  # type: ignore[arg-type]
+            identifier_for_request=by_address,
+            check_throttle_handler=anonymous,
+            exclude=exclude,
+            store="rate_limit_addresses",
+        ),
+    ]
