@@ -34,6 +34,49 @@ def writer(settings: Settings, _stack_checked: None) -> Client:
     return writer_client(settings)
 
 
+def crud_url(settings: Settings) -> str:
+    return f"http://{settings.host}:{settings.ports.crud_api}"
+
+
+def shop_url(settings: Settings) -> str:
+    return f"http://{settings.host}:{settings.ports.ecommerce_api}"
+
+
+def sign_in(settings: Settings, email: str, password: str) -> str:
+    """An access token from the CRUD API's token endpoint (OAuth2 password flow)."""
+    import httpx
+
+    response = httpx.post(
+        f"{crud_url(settings)}/auth/token", data={"username": email, "password": password}
+    )
+    assert response.status_code == 200, response.text
+    token: str = response.json()["access_token"]
+    return token
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def new_user(settings: Settings, name: str = "Test User") -> tuple[dict[str, Any], str]:
+    """A freshly signed-up user and their access token."""
+    import httpx
+
+    email = f"{name.lower().replace(' ', '-')}-{uuid.uuid4().hex[:12]}@example.com"
+    password = f"pw-{uuid.uuid4().hex}"
+    response = httpx.post(
+        f"{crud_url(settings)}/users", json={"email": email, "name": name, "password": password}
+    )
+    assert response.status_code == 201, response.text
+    return response.json(), sign_in(settings, email, password)
+
+
+@pytest.fixture(scope="session")
+def admin_token(settings: Settings, _stack_checked: None) -> str:
+    """A token of the stack's administrator (admin@clickpulse.test)."""
+    return sign_in(settings, "admin@clickpulse.test", settings.admin_password)
+
+
 @pytest.fixture
 def unique_service() -> str:
     """A service name no other test or run uses, so counts are exact."""
@@ -86,14 +129,13 @@ def traffic(settings: Settings, reader: Client) -> dict[str, Any]:
         httpx.Client(base_url=f"http://{settings.host}:{settings.ports.crud_api}") as crud,
         httpx.Client(base_url=f"http://{settings.host}:{settings.ports.ecommerce_api}") as shop,
     ):
-        user = crud.post(
-            "/users", json={"email": f"{session_id}@example.com", "name": "Traffic"}
-        ).json()
+        user, token = new_user(settings, "Traffic")
         product = crud.post(
             "/products",
             json={"name": "Traffic Lamp", "category": "home", "price": "12.00", "stock": 50},
+            headers=bearer(sign_in(settings, "admin@clickpulse.test", settings.admin_password)),
         ).json()
-        headers["X-User-Id"] = str(user["id"])
+        headers.update(bearer(token))
         assert crud.get(f"/products/{product['id']}", headers=headers).status_code == 200
         # A typo'd product id: every dashboard has some client errors to show.
         assert crud.get("/products/987654321", headers=headers).status_code == 404
