@@ -1,6 +1,7 @@
 // clickpulse sessions for k6: every session plays one user type, from one region (its client
-// address travels as X-Forwarded-For), with its own user id, session id and user agent; it
-// browses, fills a cart, sometimes checks out, and thinks between requests.
+// address travels as X-Forwarded-For), as one demo user with its own session id and user agent;
+// it signs in (POST /auth/token: its first request), browses, fills a cart, sometimes checks
+// out, and thinks between requests.
 // An arrival-rate executor (open model) holds the target request rate, whatever the latency.
 // Each iteration is exactly one request and never sleeps: a VU interleaves a pool of sessions
 // and serves the most overdue one, so a thinking user holds no VU and the VUs needed are
@@ -132,7 +133,8 @@ function newSession() {
     type,
     endpoints: plan.endpoints.map((e, i) => Object.assign({ index: i }, e))
       .filter((e) => e.user_types.includes(type.name) && e.weight > 0),
-    userId: pick(plan.user_ids),
+    user: pick(plan.users),
+    token: null,
     id: uuid(),
     ip: addressIn(pickWeighted(plan.regions)),
     agent: pick(AGENTS),
@@ -145,6 +147,7 @@ function newSession() {
 const find = (method, path) => plan.endpoints.findIndex((e) => e.method === method && e.path === path);
 const CART_ADD = find('POST', '/cart');
 const CHECKOUT = find('POST', '/checkout');
+const SIGN_IN = find('POST', '/auth/token');
 
 // This VU's sessions in progress; each is due for its next request at `due` (ms since epoch).
 const pool = [];
@@ -181,7 +184,6 @@ function retryAfterS(response) {
 // Returns how long the server asked this session to wait (Retry-After), in seconds.
 function call(session, endpoint) {
   const headers = {
-    'X-User-Id': String(session.userId),
     'X-Session-Id': session.id,
     'X-Forwarded-For': session.ip,
     'User-Agent': session.agent,
@@ -190,9 +192,15 @@ function call(session, endpoint) {
   };
   let url = endpoint.base_url + endpoint.path;
   let body = null;
-  if (endpoint.path === '/users') url += `?limit=20&offset=${randInt(0, 5) * 20}`;
+  const signIn = endpoint.index === SIGN_IN;
+  if (signIn) {
+    headers['Content-Type'] = 'application/x-www-form-urlencoded';
+    body = { username: session.user.email, password: plan.demo_password };
+  } else {
+    headers.Authorization = `Bearer ${session.token}`;
+  }
   if (endpoint.path === '/products') url += `?limit=20&offset=${randInt(0, 3) * 20}`;
-  url = url.replace('{user_id}', String(pick(plan.user_ids)))
+  url = url.replace('{user_id}', String(session.user.id))
     .replace('{product_id}', String(popularProduct()))
     .replace('{order_id}', '1');
   let quantity = 0;
@@ -206,6 +214,8 @@ function call(session, endpoint) {
     headers,
     tags,
     timeout: `${plan.request_timeout_ms}ms`,
+    // Bodies are discarded (options), except the token's.
+    responseType: signIn ? 'text' : 'none',
   });
   const status = response.status;
   if (status === 0) {
@@ -223,6 +233,7 @@ function call(session, endpoint) {
   }
   answers.add(response.timings.duration, answerTags);
   latency[endpoint.index].add(response.timings.duration);
+  if (signIn && status === 200) session.token = JSON.parse(response.body).access_token;
   if (quantity > 0 && status < 300) session.cart += quantity;
   if (endpoint.path === '/checkout' && status === 201) session.cart = 0;
   return shed ? retryAfterS(response) : 0;
@@ -230,6 +241,13 @@ function call(session, endpoint) {
 
 export default function () {
   const session = dueSession(Date.now());
+  if (session.token === null) {
+    // Not signed in yet (or the sign-in was shed): that is this turn's request.
+    const wait = call(session, Object.assign({ index: SIGN_IN }, plan.endpoints[SIGN_IN]));
+    session.due = Date.now() + Math.max(randFloat(0.2, 1) * 1000 - lateMs, wait * 1000);
+    if (session.token === null && wait === 0) pool.splice(pool.indexOf(session), 1);
+    return;
+  }
   let endpoint = pickWeighted(session.endpoints);
   const last = session.left === 1;
   if (endpoint.index === CHECKOUT && session.cart === 0 && CART_ADD >= 0) {

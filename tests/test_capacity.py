@@ -17,6 +17,7 @@ import httpx
 import psutil
 import pytest
 from clickhouse_connect.driver.client import Client
+from conftest import bearer
 
 from clickpulse.stack.components import uvicorn_argv
 from clickpulse.stack.processes import free_port
@@ -53,25 +54,29 @@ def _crud_api(
         proc.wait(30)
 
 
-def _product(settings: Settings) -> int:
+def _product(settings: Settings, admin_token: str) -> int:
     crud = f"http://{settings.host}:{settings.ports.crud_api}"
     body = {"name": "Capacity Lamp", "category": "home", "price": "5.00", "stock": 10}
-    product_id: int = httpx.post(crud + "/products", json=body).json()["id"]
+    response = httpx.post(crud + "/products", json=body, headers=bearer(admin_token))
+    assert response.status_code == 201, response.text
+    product_id: int = response.json()["id"]
     return product_id
 
 
 def test_past_its_in_flight_limit_a_service_sheds_at_once_and_the_shed_requests_are_spans(
-    settings: Settings, reader: Client, wait_for: Callable[..., Any]
+    settings: Settings, reader: Client, admin_token: str, wait_for: Callable[..., Any]
 ) -> None:
-    product_id = _product(settings)
+    product_id = _product(settings, admin_token)
     session = f"shed-{uuid.uuid4().hex[:12]}"
     with _crud_api(settings, env={"CLICKPULSE_MAX_IN_FLIGHT": "1"}) as (url, _):
         port = int(url.rsplit(":", 1)[1])
-        # One request in flight that stays there: its body never comes.
+        # One request in flight that stays there: its body never comes (an admin's, so that it
+        # gets past the guard to wait for its body).
         with socket.create_connection((settings.host, port)) as stuck:
             stuck.sendall(
                 b"POST /products HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                b"Content-Length: 100\r\n\r\n"
+                + f"Authorization: Bearer {admin_token}\r\n".encode()
+                + b"Content-Length: 100\r\n\r\n"
             )
             time.sleep(0.3)
             with httpx.Client(base_url=url, headers={"X-Session-Id": session}) as client:
@@ -100,9 +105,9 @@ def test_past_its_in_flight_limit_a_service_sheds_at_once_and_the_shed_requests_
 
 
 def test_n_worker_processes_are_n_service_instances_in_spans_and_metrics(
-    settings: Settings, reader: Client, wait_for: Callable[..., Any]
+    settings: Settings, reader: Client, admin_token: str, wait_for: Callable[..., Any]
 ) -> None:
-    product_id = _product(settings)
+    product_id = _product(settings, admin_token)
     session = f"workers-{uuid.uuid4().hex[:12]}"
     with _crud_api(settings, workers=2, env={"CLICKPULSE_METRICS_INTERVAL_MS": "1000"}) as (
         url,

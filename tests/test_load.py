@@ -194,12 +194,22 @@ def test_requests_the_client_gives_up_on_are_abandoned_not_duplicates(tmp_path: 
 def test_vus_follow_the_rate_and_the_latency_margin_not_the_think_time() -> None:
     config = load_config(CONFIG)
     config.simulation.requests_per_second = 1000
-    plan = build_plan(config, run_id="sizing", user_ids=[1], product_ids=[1])
+    plan = build_plan(
+        config,
+        run_id="sizing",
+        users=[{"id": 1, "email": "a@demo.clickpulse.test"}],
+        product_ids=[1],
+    )
     # The default workers hold 1,000 req/s, with room for k6 to add VUs when latency rises.
     assert plan["pre_allocated_vus"] < plan["max_vus"] <= 600
     for user_type in config.user_types:
         user_type.think_time_seconds = (30.0, 60.0)
-    thinking = build_plan(config, run_id="sizing", user_ids=[1], product_ids=[1])
+    thinking = build_plan(
+        config,
+        run_id="sizing",
+        users=[{"id": 1, "email": "a@demo.clickpulse.test"}],
+        product_ids=[1],
+    )
     assert thinking["pre_allocated_vus"] == plan["pre_allocated_vus"]
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 from clickhouse_connect.driver.client import Client
+from conftest import bearer, new_user
 
 from clickpulse.stack.settings import Settings
 
@@ -35,19 +36,18 @@ def identity() -> dict[str, str]:
     return {"X-Session-Id": f"sess-{uuid.uuid4().hex}", "X-Forwarded-For": "10.3.7.9"}
 
 
-def _user(crud: httpx.Client) -> int:
-    response = crud.post(
-        "/users", json={"email": f"{uuid.uuid4().hex[:10]}@example.com", "name": "Test User"}
-    )
-    assert response.status_code == 201, response.text
-    user_id: int = response.json()["id"]
-    return user_id
+@pytest.fixture(scope="module")
+def as_admin(admin_token: str) -> dict[str, str]:
+    return bearer(admin_token)
 
 
-def _product(crud: httpx.Client, *, stock: int = 100, price: str = "19.99") -> dict[str, Any]:
+def _product(
+    crud: httpx.Client, as_admin: dict[str, str], *, stock: int = 100, price: str = "19.99"
+) -> dict[str, Any]:
     response = crud.post(
         "/products",
         json={"name": "Test Widget", "category": "toys", "price": price, "stock": stock},
+        headers=as_admin,
     )
     assert response.status_code == 201, response.text
     product: dict[str, Any] = response.json()
@@ -72,57 +72,72 @@ def _rows(
 
 
 def test_crud_endpoints_become_rows_with_route_templates(
-    crud: httpx.Client, reader: Client, identity: dict[str, str], wait_for: Callable[..., Any]
+    settings: Settings,
+    crud: httpx.Client,
+    reader: Client,
+    identity: dict[str, str],
+    as_admin: dict[str, str],
+    wait_for: Callable[..., Any],
 ) -> None:
-    user_id = _user(crud)
-    headers = {**identity, "X-User-Id": str(user_id), "User-Agent": "clickpulse-tests/1.0"}
-    product = _product(crud)
+    user, token = new_user(settings)
+    headers = {**identity, **bearer(token), "User-Agent": "clickpulse-tests/1.0"}
+    admin = {**identity, **as_admin, "User-Agent": "clickpulse-tests/1.0"}
+    product = _product(crud, as_admin)
     pid = product["id"]
     calls = [
-        crud.get("/users", params={"limit": 5}, headers=headers),
-        crud.get(f"/users/{user_id}", headers=headers),
+        crud.get("/users/me", headers=headers),
+        crud.get(f"/users/{user['id']}", headers=headers),
         crud.get("/products", params={"category": "toys"}, headers=headers),
         crud.get(f"/products/{pid}", headers=headers),
-        crud.put(f"/products/{pid}", json={"stock": 7}, headers=headers),
+        crud.put(f"/products/{pid}", json={"stock": 7}, headers=admin),
         crud.get("/products/999999999", headers=headers),
+        crud.get("/users", params={"limit": 5}, headers=headers),
     ]
-    assert [c.status_code for c in calls] == [200, 200, 200, 200, 200, 404]
-    assert crud.delete(f"/products/{pid}", headers=headers).status_code == 204
+    assert [c.status_code for c in calls] == [200, 200, 200, 200, 200, 404, 403]
+    assert crud.delete(f"/products/{pid}", headers=admin).status_code == 204
 
-    rows = _rows(reader, identity["X-Session-Id"], 7, wait_for)
+    rows = _rows(reader, identity["X-Session-Id"], 8, wait_for)
     assert [(r["method"], r["endpoint"], r["status_code"]) for r in rows] == [
-        ("GET", "/users", 200),
+        ("GET", "/users/me", 200),
         ("GET", "/users/{user_id}", 200),
         ("GET", "/products", 200),
         ("GET", "/products/{product_id}", 200),
         ("PUT", "/products/{product_id}", 200),
         ("GET", "/products/{product_id}", 404),
+        ("GET", "/users", 403),
         ("DELETE", "/products/{product_id}", 204),
     ]
+    admin_id = crud.get("/users/me", headers=as_admin).json()["id"]
+    # The user on each row is the token's subject.
+    assert [r["user_id"] for r in rows] == [str(user["id"])] * 4 + [str(admin_id)] + [
+        str(user["id"])
+    ] * 2 + [str(admin_id)]
     for row in rows:
         assert row["service_name"] == "crud-api"
-        assert row["user_id"] == str(user_id)
         assert row["client_ip"] == "10.3.7.9"
         assert row["region"] == "eu-west"
         assert row["user_agent"] == "clickpulse-tests/1.0"
         assert row["response_time_ms"] > 0
         assert len(row["trace_id"]) == 32
     assert rows[3]["product_id"] == pid and rows[3]["product_category"] == "toys"
-    assert rows[0]["response_size"] > 0
+    assert rows[2]["response_size"] > 0
     assert rows[4]["request_size"] == len(b'{"stock":7}')
-    assert rows[0]["transaction_amount"] is None and rows[0]["cart_items_count"] is None
+    assert rows[2]["transaction_amount"] is None and rows[2]["cart_items_count"] is None
 
 
 def test_cart_and_checkout_become_rows_with_business_fields_and_one_trace(
+    settings: Settings,
     crud: httpx.Client,
     shop: httpx.Client,
     reader: Client,
     identity: dict[str, str],
+    as_admin: dict[str, str],
     wait_for: Callable[..., Any],
 ) -> None:
-    user_id = _user(crud)
-    headers = {**identity, "X-User-Id": str(user_id)}
-    a, b = _product(crud, price="10.50"), _product(crud, price="3.25")
+    user, token = new_user(settings)
+    user_id = user["id"]
+    headers = {**identity, **bearer(token)}
+    a, b = _product(crud, as_admin, price="10.50"), _product(crud, as_admin, price="3.25")
     added = shop.post("/cart", json={"product_id": a["id"], "quantity": 2}, headers=headers)
     assert added.status_code == 201, added.text
     shop.post("/cart", json={"product_id": b["id"], "quantity": 1}, headers=headers)
@@ -182,29 +197,30 @@ def test_cart_and_checkout_become_rows_with_business_fields_and_one_trace(
     ]
     # One call for the whole cart, not one per product.
     assert [r["endpoint"] for r in crud_rows] == ["/products"]
-    assert all(r["client_ip"] == "10.3.7.9" for r in crud_rows)
+    # The shop forwards the caller's token and address: the CRUD API sees the same user.
+    assert all(r["client_ip"] == "10.3.7.9" and r["user_id"] == str(user_id) for r in crud_rows)
 
 
 def test_fifty_concurrent_checkouts_for_the_last_unit_sell_it_once(
-    crud: httpx.Client, settings: Settings
+    crud: httpx.Client, settings: Settings, as_admin: dict[str, str]
 ) -> None:
-    product = _product(crud, stock=1)
-    users = [_user(crud) for _ in range(50)]
+    product = _product(crud, as_admin, stock=1)
+    users = [new_user(settings)[1] for _ in range(50)]
     base = f"http://{settings.host}:{settings.ports.ecommerce_api}"
 
     async def buy_all() -> list[httpx.Response]:
         async with httpx.AsyncClient(base_url=base, timeout=60) as client:
             for user in users:
                 r = await client.post(
-                    "/cart", json={"product_id": product["id"]}, headers={"X-User-Id": str(user)}
+                    "/cart", json={"product_id": product["id"]}, headers=bearer(user)
                 )
                 assert r.status_code == 201, r.text
 
-            async def checkout(user: int) -> httpx.Response:
+            async def checkout(user: str) -> httpx.Response:
                 # 50 at once is past the shop's in-flight limit (32 a process): the ones shed
                 # come back after Retry-After, as a well-behaved client does.
                 while (
-                    r := await client.post("/checkout", headers={"X-User-Id": str(user)})
+                    r := await client.post("/checkout", headers=bearer(user))
                 ).status_code == 503:
                     await asyncio.sleep(float(r.headers["Retry-After"]))
                 return r
@@ -222,12 +238,27 @@ def test_fifty_concurrent_checkouts_for_the_last_unit_sell_it_once(
 @pytest.mark.parametrize(
     ("service", "method", "path", "kwargs", "status", "needle"),
     [
-        ("crud", "GET", "/users/987654321", {}, 404, ""),
+        ("crud", "GET", "/users/987654321", {"headers": "user"}, 404, "user 987654321"),
         ("crud", "GET", "/products/abc", {}, 404, ""),
         ("crud", "GET", "/users", {"params": {"limit": 1000}}, 400, "<= 100"),
         ("crud", "GET", "/users", {"params": {"offset": -1}}, 400, ">= 0"),
         ("crud", "POST", "/users", {"content": b"{not json"}, 400, "malformed"),
-        ("crud", "POST", "/users", {"json": {"email": "nope", "name": "x"}}, 400, "email"),
+        (
+            "crud",
+            "POST",
+            "/users",
+            {"json": {"email": "nope", "name": "x", "password": "long enough"}},
+            400,
+            "email",
+        ),
+        (
+            "crud",
+            "POST",
+            "/users",
+            {"json": {"email": "a@b.co", "name": "x", "password": "short"}},
+            400,
+            "password",
+        ),
         (
             "crud",
             "POST",
@@ -238,13 +269,12 @@ def test_fifty_concurrent_checkouts_for_the_last_unit_sell_it_once(
         ),
         ("crud", "PUT", "/products/987654321", {"json": {"stock": 1}}, 404, ""),
         ("crud", "POST", "/demo/generate-users", {"json": {"count": 100000}}, 400, "count"),
-        ("shop", "GET", "/cart", {}, 400, "X-User-Id"),
-        ("shop", "GET", "/cart", {"headers": {"X-User-Id": "987654321"}}, 404, "user 987654321"),
+        ("shop", "GET", "/cart", {}, 401, "bearer token"),
         (
             "shop",
             "POST",
             "/cart",
-            {"headers": {"X-User-Id": "1"}, "json": {"product_id": 1, "quantity": -2}},
+            {"headers": "user", "json": {"product_id": 1, "quantity": -2}},
             400,
             "quantity",
         ),
@@ -252,7 +282,7 @@ def test_fifty_concurrent_checkouts_for_the_last_unit_sell_it_once(
             "shop",
             "POST",
             "/cart",
-            {"headers": {"X-User-Id": "1"}, "content": b"[1,"},
+            {"headers": "user", "content": b"[1,"},
             400,
             "truncated",
         ),
@@ -260,21 +290,23 @@ def test_fifty_concurrent_checkouts_for_the_last_unit_sell_it_once(
             "shop",
             "GET",
             "/orders/987654321",
-            {"headers": {"X-User-Id": "1"}},
+            {"headers": "user"},
             404,
-            "order 987654321",
+            "order 987654321 is not one of your orders",
         ),
         (
             "shop",
             "GET",
             "/orders",
-            {"headers": {"X-User-Id": "1"}, "params": {"limit": 101}},
+            {"headers": "user", "params": {"limit": 101}},
             400,
             "<= 100",
         ),
     ],
 )
 def test_bad_input_gets_a_clear_4xx(
+    settings: Settings,
+    as_admin: dict[str, str],
     crud: httpx.Client,
     shop: httpx.Client,
     service: str,
@@ -284,8 +316,10 @@ def test_bad_input_gets_a_clear_4xx(
     status: int,
     needle: str,
 ) -> None:
-    if service == "shop" and kwargs.get("headers", {}).get("X-User-Id") == "1":
-        kwargs["headers"]["X-User-Id"] = str(_user(crud))
+    if kwargs.get("headers") == "user":
+        kwargs["headers"] = bearer(new_user(settings)[1])
+    elif service == "crud" and (path.startswith(("/products", "/demo")) or path == "/users"):
+        kwargs.setdefault("headers", as_admin)
     client = crud if service == "crud" else shop
     response = client.request(method, path, **kwargs)
     assert response.status_code == status, response.text
@@ -296,17 +330,17 @@ def test_bad_input_gets_a_clear_4xx(
 
 
 def test_unknown_product_in_cart_is_404_and_nothing_is_added(
-    crud: httpx.Client, shop: httpx.Client
+    settings: Settings, shop: httpx.Client
 ) -> None:
-    user_id = str(_user(crud))
-    response = shop.post("/cart", json={"product_id": 987654321}, headers={"X-User-Id": user_id})
+    user = bearer(new_user(settings)[1])
+    response = shop.post("/cart", json={"product_id": 987654321}, headers=user)
     assert response.status_code == 404
     assert "product 987654321" in response.text
-    assert shop.get("/cart", headers={"X-User-Id": user_id}).json()["items"] == []
+    assert shop.get("/cart", headers=user).json()["items"] == []
 
 
-def test_empty_cart_checkout_is_a_conflict(crud: httpx.Client, shop: httpx.Client) -> None:
-    response = shop.post("/checkout", headers={"X-User-Id": str(_user(crud))})
+def test_empty_cart_checkout_is_a_conflict(settings: Settings, shop: httpx.Client) -> None:
+    response = shop.post("/checkout", headers=bearer(new_user(settings)[1]))
     assert response.status_code == 409
     assert "the cart is empty" in response.text
 

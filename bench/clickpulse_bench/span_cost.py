@@ -27,7 +27,7 @@ HEADERS = [
     (b"host", b"127.0.0.1:8001"),
     (b"user-agent", b"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/126.0"),
     (b"x-forwarded-for", b"10.1.2.3"),
-    (b"x-user-id", b"4242"),
+    (b"authorization", b"Bearer eyJhbGciOiJSUzI1NiJ9.e30.c2ln"),
     (b"x-session-id", b"sess-0f1e2d3c"),
     (b"accept", b"application/json"),
 ]
@@ -35,7 +35,8 @@ HEADERS = [
 
 @get("/products/{product_id:int}", sync_to_thread=False)
 def _product(product_id: FromPath[int]) -> dict[str, Any]:
-    annotate(product_id=product_id, product_category="books")
+    # user.id as the bearer-token middleware sets it, beside the business attributes.
+    annotate(user_id="4242", product_id=product_id, product_category="books")
     return {"id": product_id, "name": "Widget", "category": "books", "price": "12.50"}
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from clickpulse_load.config import load_config
-from clickpulse_load.plan import build_plan, seed_ids
+from clickpulse_load.plan import build_plan, seed
 from clickpulse_load.runner import K6Result, run_k6
 
 
@@ -30,8 +30,8 @@ class SteadyLoad:
         config.simulation.requests_per_second = self.rps
         config.simulation.duration = f"{self.duration_s}s"
         config.simulation.ramp_up = "0s"
-        users, products = seed_ids(config)
-        self.plan = build_plan(config, run_id=self.run_id, user_ids=users, product_ids=products)
+        users, products = seed(config)
+        self.plan = build_plan(config, run_id=self.run_id, users=users, product_ids=products)
         # Faults make requests slow: thresholds must not end the run early.
         self.plan["thresholds"] = {}
 

@@ -16,7 +16,7 @@ DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config.yaml"
 # What the k6 scenario knows how to call, per service: path -> methods.
 KNOWN_ENDPOINTS: dict[str, dict[str, set[str]]] = {
     "crud_service": {
-        "/users": {"GET"},
+        "/users/me": {"GET"},
         "/users/{user_id}": {"GET"},
         "/products": {"GET"},
         "/products/{product_id}": {"GET"},
@@ -57,6 +57,7 @@ class Simulation(msgspec.Struct, forbid_unknown_fields=True):
     product_popularity_skew: Annotated[float, msgspec.Meta(ge=0, le=5)] = 1.0
     seed_users: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 200
     seed_products: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 100
+    demo_password: Annotated[str, msgspec.Meta(min_length=8, max_length=128)] = "clickpulse-demo"
 
 
 class Region(msgspec.Struct, forbid_unknown_fields=True):

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import os
 from typing import Any
 
 import httpx
 
-from clickpulse_load.config import LoadConfig
+from clickpulse_load.config import LoadConfig, default_base_url
 
 MAX_IDS = 5000
 # Time per iteration (one request: sessions think without holding a VU) that the pre-allocated
@@ -20,44 +21,76 @@ MAX_IDS = 5000
 LATENCY_MARGIN_S = 0.5
 
 
-def _ids(client: httpx.Client, path: str, wanted: int) -> list[int]:
-    ids: list[int] = []
+ADMIN_EMAIL = "admin@clickpulse.test"
+SIGN_IN_PATH = "/auth/token"
+
+
+def admin_password() -> str:
+    """The administrator's password: CLICKPULSE_ADMIN_PASSWORD, else the local stack's."""
+    if password := os.environ.get("CLICKPULSE_ADMIN_PASSWORD"):
+        return password
+    from clickpulse.stack.settings import Settings
+
+    settings = Settings.from_env()
+    if not settings.secrets_file.exists():
+        raise ValueError(
+            "seeding demo data needs the administrator's password: set"
+            " CLICKPULSE_ADMIN_PASSWORD (the local stack keeps it in .stack/secrets.env)"
+        )
+    return settings.admin_password
+
+
+def sign_in(client: httpx.Client, email: str, password: str) -> str:
+    response = client.post("/auth/token", data={"username": email, "password": password})
+    if response.status_code == 401:
+        raise ValueError(f"{client.base_url}: {email} cannot sign in: {response.json()['detail']}")
+    response.raise_for_status()
+    token: str = response.json()["access_token"]
+    return token
+
+
+def _items(client: httpx.Client, path: str, wanted: int) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
     offset = 0
-    while len(ids) < min(wanted, MAX_IDS):
+    while len(items) < min(wanted, MAX_IDS):
         page = client.get(path, params={"limit": 100, "offset": offset})
         page.raise_for_status()
-        items = page.json()["items"]
-        if not items:
+        batch = page.json()["items"]
+        if not batch:
             break
-        ids.extend(item["id"] for item in items)
+        items.extend(batch)
         offset += 100
-    return ids
+    return items
 
 
-def _ensure(client: httpx.Client, path: str, generate: str, wanted: int) -> list[int]:
+def _ensure(client: httpx.Client, path: str, generate: str, wanted: int) -> list[dict[str, Any]]:
     total = client.get(path, params={"limit": 1}).raise_for_status().json()["total"]
     missing = wanted - total
     while missing > 0:
         count = min(missing, 1000)
         client.post(generate, json={"count": count}).raise_for_status()
         missing -= count
-    return _ids(client, path, wanted)
+    return _items(client, path, wanted)
 
 
-def seed_ids(config: LoadConfig) -> tuple[list[int], list[int]]:
+def seed(config: LoadConfig) -> tuple[list[dict[str, Any]], list[int]]:
+    """Demo users (id, email: they sign in with the demo password) and product ids, generated
+    as the administrator first if the services have fewer than the config asks for."""
     crud = config.endpoints.get("crud_service")
     if crud is None:
         raise ValueError("endpoints.crud_service is needed to find users and products")
     with httpx.Client(base_url=crud.url, timeout=60) as client:
-        users = _ensure(client, "/users", "/demo/generate-users", config.simulation.seed_users)
+        token = sign_in(client, ADMIN_EMAIL, admin_password())
+        client.headers["Authorization"] = f"Bearer {token}"
+        users = _ensure(client, "/demo/users", "/demo/generate-users", config.simulation.seed_users)
         products = _ensure(
             client, "/products", "/demo/generate-products", config.simulation.seed_products
         )
-    return users, products
+    return [{"id": u["id"], "email": u["email"]} for u in users], [p["id"] for p in products]
 
 
 def build_plan(
-    config: LoadConfig, *, run_id: str, user_ids: list[int], product_ids: list[int]
+    config: LoadConfig, *, run_id: str, users: list[dict[str, Any]], product_ids: list[int]
 ) -> dict[str, Any]:
     sim = config.simulation
     # Little's law: VUs busy = arrival rate x time per iteration; an iteration is one request
@@ -89,6 +122,18 @@ def build_plan(
         for endpoint in spec.endpoints
         for method in endpoint.methods
     ]
+    crud = config.endpoints.get("crud_service")
+    # Each session's first request; never drawn by weight, listed for its latency line.
+    endpoints.append(
+        {
+            "service": "crud_service",
+            "base_url": crud.url if crud is not None else default_base_url("crud_service"),
+            "path": SIGN_IN_PATH,
+            "method": "POST",
+            "weight": 0,
+            "user_types": [],
+        }
+    )
     duration = config.duration_s or 24 * 3600  # 0 = until stopped
     return {
         "run_id": run_id,
@@ -100,7 +145,8 @@ def build_plan(
         "pre_allocated_vus": max(1, min(sim.workers, math.ceil(busy))),
         "conversion": sim.checkout_conversion,
         "skew": sim.product_popularity_skew,
-        "user_ids": user_ids,
+        "users": users,
+        "demo_password": sim.demo_password,
         "product_ids": product_ids,
         "regions": regions,
         "user_types": [

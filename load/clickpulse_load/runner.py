@@ -35,7 +35,7 @@ from rich.table import Table
 from clickpulse_load.audit import Audit, audit_run
 from clickpulse_load.config import DEFAULT_CONFIG, ConfigError, LoadConfig, load_config
 from clickpulse_load.k6 import k6_binary
-from clickpulse_load.plan import build_plan, seed_ids
+from clickpulse_load.plan import build_plan, seed
 
 SCENARIO = Path(__file__).resolve().parent.parent / "scenario.js"
 console = Console()
@@ -573,13 +573,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_config(_with_overrides(args.config, args.rps, args.duration))
         _check_services(config)
-        users, products = seed_ids(config)
+        users, products = seed(config)
         k6_binary()
-    except ConfigError as exc:
+    except ValueError as exc:  # ConfigError, or the administrator cannot sign in
         console.print(f"[red]error:[/red] {exc}", highlight=False)
         return EXIT_CONFIG
     run_id = f"run-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
-    plan = build_plan(config, run_id=run_id, user_ids=users, product_ids=products)
+    plan = build_plan(config, run_id=run_id, users=users, product_ids=products)
     console.print(
         f"run [bold]{run_id}[/bold]: {plan['rps']:g} req/s for {config.simulation.duration}"
         f" (ramp-up {plan['ramp_up_s']}s), {len(users)} users, {len(products)} products,"

@@ -53,11 +53,12 @@ def _add_line() -> Any:
 
 
 ADD_LINE = _add_line()
-# Ownership is in the WHERE clause: someone else's line is simply not found.
+# Ownership is in the WHERE clause: someone else's line is simply not found. (An UPDATE's
+# parameters may not share a column's name.)
 SET_QUANTITY = (
     update(CartItem)
-    .where(CartItem.id == bindparam("item_id"), CartItem.user_id == bindparam("user_id"))
-    .values(quantity=bindparam("quantity"), updated_at=bindparam("now"))
+    .where(CartItem.id == bindparam("item_id"), CartItem.user_id == bindparam("owner"))
+    .values(quantity=bindparam("new_quantity"), updated_at=bindparam("now"))
     .returning(CartItem.product_id)
 )
 REMOVE_LINE = (
@@ -106,9 +107,9 @@ class Carts:
     async def set_quantity(self, user_id: int, item_id: int, quantity: int) -> int | None:
         """The line's product id, or None if the user has no such line."""
         parameters = {
-            "user_id": user_id,
+            "owner": user_id,
             "item_id": item_id,
-            "quantity": quantity,
+            "new_quantity": quantity,
             "now": datetime.now(UTC),
         }
         return await self._changed_line(SET_QUANTITY, parameters)
