@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import subprocess
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import httpx
+import psutil
 import pytest
 from clickhouse_connect.driver.client import Client
 
 from clickpulse.stack.clickhouse_client import admin_client, reader_client, writer_client
+from clickpulse.stack.components import uvicorn_argv
+from clickpulse.stack.processes import free_port
 from clickpulse.stack.settings import Settings
+
+CRUD_APP = "clickpulse_services.crud.app:app"
 
 
 @pytest.fixture(scope="session")
@@ -59,7 +68,7 @@ def bearer(token: str) -> dict[str, str]:
 
 
 def new_user(settings: Settings, name: str = "Test User") -> tuple[dict[str, Any], str]:
-    """A freshly signed-up user and their access token."""
+    """A freshly signed-up user (with its "password", for signing in again) and their token."""
     import httpx
 
     email = f"{name.lower().replace(' ', '-')}-{uuid.uuid4().hex[:12]}@example.com"
@@ -68,7 +77,36 @@ def new_user(settings: Settings, name: str = "Test User") -> tuple[dict[str, Any
         f"{crud_url(settings)}/users", json={"email": email, "name": name, "password": password}
     )
     assert response.status_code == 201, response.text
-    return response.json(), sign_in(settings, email, password)
+    user: dict[str, Any] = {**response.json(), "password": password}
+    return user, sign_in(settings, email, password)
+
+
+@contextlib.contextmanager
+def serve_crud_api(
+    settings: Settings, *, workers: int = 1, env: dict[str, str] | None = None
+) -> Iterator[tuple[str, psutil.Process]]:
+    """A CRUD API served as the stack serves it, on a free port, for the length of the block."""
+    port = free_port()
+    proc = subprocess.Popen(
+        uvicorn_argv(CRUD_APP, settings.host, port, workers),
+        env={**os.environ, **settings.service_env(), **(env or {})},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://{settings.host}:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(url + "/health", timeout=1).status_code == 200:
+                    break
+            time.sleep(0.2)
+        else:
+            pytest.fail(f"the CRUD API on {url} did not become healthy")
+        yield url, psutil.Process(proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait(30)
 
 
 @pytest.fixture(scope="session")

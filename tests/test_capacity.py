@@ -3,55 +3,18 @@ a small in-flight limit, and telemetry that stays right with several worker proc
 
 from __future__ import annotations
 
-import contextlib
-import os
 import socket
-import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
-import psutil
-import pytest
 from clickhouse_connect.driver.client import Client
-from conftest import bearer
+from conftest import bearer, serve_crud_api
 
-from clickpulse.stack.components import uvicorn_argv
-from clickpulse.stack.processes import free_port
 from clickpulse.stack.settings import Settings
-
-CRUD_APP = "clickpulse_services.crud.app:app"
-
-
-@contextlib.contextmanager
-def _crud_api(
-    settings: Settings, *, workers: int = 1, env: dict[str, str] | None = None
-) -> Iterator[tuple[str, psutil.Process]]:
-    """A CRUD API served as the stack serves it, on a free port, for the length of the block."""
-    port = free_port()
-    proc = subprocess.Popen(
-        uvicorn_argv(CRUD_APP, settings.host, port, workers),
-        env={**os.environ, **settings.service_env(), **(env or {})},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://{settings.host}:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(url + "/health", timeout=1).status_code == 200:
-                    break
-            time.sleep(0.2)
-        else:
-            pytest.fail(f"the CRUD API on {url} did not become healthy")
-        yield url, psutil.Process(proc.pid)
-    finally:
-        proc.terminate()
-        proc.wait(30)
 
 
 def _product(settings: Settings, admin_token: str) -> int:
@@ -68,7 +31,7 @@ def test_past_its_in_flight_limit_a_service_sheds_at_once_and_the_shed_requests_
 ) -> None:
     product_id = _product(settings, admin_token)
     session = f"shed-{uuid.uuid4().hex[:12]}"
-    with _crud_api(settings, env={"CLICKPULSE_MAX_IN_FLIGHT": "1"}) as (url, _):
+    with serve_crud_api(settings, env={"CLICKPULSE_MAX_IN_FLIGHT": "1"}) as (url, _):
         port = int(url.rsplit(":", 1)[1])
         # One request in flight that stays there: its body never comes (an admin's, so that it
         # gets past the guard to wait for its body).
@@ -109,7 +72,7 @@ def test_n_worker_processes_are_n_service_instances_in_spans_and_metrics(
 ) -> None:
     product_id = _product(settings, admin_token)
     session = f"workers-{uuid.uuid4().hex[:12]}"
-    with _crud_api(settings, workers=2, env={"CLICKPULSE_METRICS_INTERVAL_MS": "1000"}) as (
+    with serve_crud_api(settings, workers=2, env={"CLICKPULSE_METRICS_INTERVAL_MS": "1000"}) as (
         url,
         parent,
     ):
