@@ -3,7 +3,9 @@ runs here: it must be valid and run the same components with the same config fil
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -11,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from clickpulse.stack.settings import REPO_ROOT
+from clickpulse.stack.cli import compose_env
+from clickpulse.stack.settings import REPO_ROOT, Settings
 
 LONG_RUNNING = {
     "clickhouse",
@@ -24,15 +27,27 @@ LONG_RUNNING = {
 }
 
 
-@pytest.fixture(scope="module")
-def services() -> dict[str, Any]:
-    result = subprocess.run(
+def _load(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         ["go", "run", ".", str(REPO_ROOT / "compose.yaml")],
         cwd=REPO_ROOT / "tests" / "composecheck",
         capture_output=True,
         text=True,
         timeout=600,
+        env=env,
     )
+
+
+@pytest.fixture(scope="module")
+def secrets_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """What `nox -s up -- --compose` passes: a signing key and the admin's password."""
+    state = tmp_path_factory.mktemp("compose-state")
+    return compose_env(dataclasses.replace(Settings.from_env(), state_dir=state))
+
+
+@pytest.fixture(scope="module")
+def services(secrets_env: dict[str, str]) -> dict[str, Any]:
+    result = _load(secrets_env)
     assert result.returncode == 0, result.stderr
     loaded: dict[str, Any] = json.loads(result.stdout)
     return loaded
@@ -91,4 +106,19 @@ def test_services_run_as_replicas_behind_the_nginx_gateway(services: dict[str, A
     # The shop's own calls to the catalogue are balanced over the CRUD API's replicas too.
     assert services["ecommerce-api"]["environment"]["CLICKPULSE_CRUD_API_URL"] == (
         "http://gateway:8001"
+    )
+
+
+def test_the_services_get_the_signing_key_and_refuse_to_start_without_it(
+    services: dict[str, Any], secrets_env: dict[str, str]
+) -> None:
+    for name in ("crud-api", "ecommerce-api"):
+        env = services[name]["environment"]
+        assert env["CLICKPULSE_JWT_PRIVATE_KEY"].startswith("-----BEGIN PRIVATE KEY-----")
+        assert env["CLICKPULSE_ADMIN_PASSWORD"] == secrets_env["CLICKPULSE_ADMIN_PASSWORD"]
+    missing = {k: v for k, v in os.environ.items() if not k.startswith("CLICKPULSE_")}
+    result = _load(missing)
+    assert result.returncode != 0
+    assert (
+        "CLICKPULSE_JWT_PRIVATE_KEY" in result.stderr and "nox -s up -- --compose" in result.stderr
     )

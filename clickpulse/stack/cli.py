@@ -121,7 +121,16 @@ def rotate_key(settings: Settings) -> None:
     )
 
 
-def compose(action: str) -> None:
+def compose_env(settings: Settings) -> dict[str, str]:
+    """The secrets compose.yaml requires, from the local state folder unless already set: the
+    token-signing key (made on first use, as for the local stack) and the admin's password."""
+    env = dict(os.environ)
+    env.setdefault("CLICKPULSE_JWT_PRIVATE_KEY", jwt_keys.ensure(settings.jwt_keys_dir).read_text())
+    env.setdefault("CLICKPULSE_ADMIN_PASSWORD", settings.admin_password)
+    return env
+
+
+def compose(settings: Settings, action: str) -> None:
     docker = shutil.which("docker")
     if docker is None:
         raise StackError(
@@ -129,7 +138,7 @@ def compose(action: str) -> None:
         )
     argv = [docker, "compose", "-f", str(REPO_ROOT / "compose.yaml")]
     argv += {"up": ["up", "-d", "--build", "--wait"], "down": ["down"], "status": ["ps"]}[action]
-    raise SystemExit(subprocess.call(argv, cwd=REPO_ROOT))
+    raise SystemExit(subprocess.call(argv, cwd=REPO_ROOT, env=compose_env(settings)))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -164,7 +173,7 @@ def main(argv: list[str] | None = None) -> None:
         settings = dataclasses.replace(settings, service_workers=args.workers)
     try:
         if getattr(args, "compose", False):
-            compose(args.command)
+            compose(settings, args.command)
         elif args.command == "up":
             up(settings)
         elif args.command == "down":

@@ -12,7 +12,10 @@ import (
 )
 
 func main() {
-	opts, err := cli.NewProjectOptions([]string{os.Args[1]}, cli.WithName("clickpulse"))
+	// The process environment interpolates ${...}, as `docker compose` does.
+	opts, err := cli.NewProjectOptions(
+		[]string{os.Args[1]}, cli.WithName("clickpulse"), cli.WithOsEnv,
+	)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
