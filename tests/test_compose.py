@@ -24,10 +24,9 @@ LONG_RUNNING = {
 }
 
 
-@pytest.fixture(scope="module")
-def services() -> dict[str, Any]:
+def _load(*profiles: str) -> dict[str, Any]:
     result = subprocess.run(
-        ["go", "run", ".", str(REPO_ROOT / "compose.yaml")],
+        ["go", "run", ".", str(REPO_ROOT / "compose.yaml"), *profiles],
         cwd=REPO_ROOT / "tests" / "composecheck",
         capture_output=True,
         text=True,
@@ -36,6 +35,21 @@ def services() -> dict[str, Any]:
     assert result.returncode == 0, result.stderr
     loaded: dict[str, Any] = json.loads(result.stdout)
     return loaded
+
+
+@pytest.fixture(scope="module")
+def services() -> dict[str, Any]:
+    return _load()
+
+
+def test_the_load_generator_runs_with_the_load_profile_only(services: dict[str, Any]) -> None:
+    assert "load" not in services
+    load = _load("load")["load"]
+    assert load["profiles"] == ["load"]
+    assert load["entrypoint"] == ["python", "-m", "clickpulse_load"]
+    assert load["build"]["args"]["EXTRAS"] == "services,load"
+    assert load["environment"]["CLICKPULSE_LOAD_TARGET_HOST"] == "gateway"
+    assert "gateway" in load["depends_on"]
 
 
 def test_every_component_runs_with_a_health_check(services: dict[str, Any]) -> None:

@@ -7,7 +7,7 @@ reduceOptions; the response-time table's `ms`, thresholds and coloured cells on 
 defaults), test_every_row_is_a_slice_or_a_bar sees one item named "requests"/"sessions" instead
 of 3/10/3, test_units_and_thresholds_are_per_column sees the request count 1234 as "1.23 s" on
 red, and test_panel_json_has_only_what_grafana_11_6_has loses the tables' and stats' legend:
-both fail. test_a_panel_without_reduce_options_shows_one_item keeps that old case as a fact."""
+all fail. test_a_panel_without_reduce_options_shows_one_item keeps that old case as a fact."""
 
 from __future__ import annotations
 

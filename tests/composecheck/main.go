@@ -1,5 +1,6 @@
 // Loads compose.yaml with compose-go, the loader Docker Compose itself uses (schema validation,
 // interpolation, anchors), and prints the services as JSON: the tests check it without Docker.
+// Arguments after the file are profiles to enable (a service with a profile is left out without).
 package main
 
 import (
@@ -12,7 +13,9 @@ import (
 )
 
 func main() {
-	opts, err := cli.NewProjectOptions([]string{os.Args[1]}, cli.WithName("clickpulse"))
+	opts, err := cli.NewProjectOptions(
+		[]string{os.Args[1]}, cli.WithName("clickpulse"), cli.WithProfiles(os.Args[2:]),
+	)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
