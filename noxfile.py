@@ -8,6 +8,7 @@ that file changes: chdb alone is ~500 MB, so one copy per session would be waste
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -128,9 +129,35 @@ def bench(session: nox.Session) -> None:
     session.run(str(PY), "-m", "clickpulse_bench", "bench", *session.posargs, external=True)
 
 
+def _ensure_chromium(session: nox.Session) -> None:
+    """The report test renders the report's page in Debian's chromium: installed here when this
+    may install packages (root with apt-get), else the run stops now, not at that test."""
+    if shutil.which("chromium"):
+        return
+    if hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
+        session.run("apt-get", "update", "-qq", external=True)
+        session.run(
+            "apt-get",
+            "install",
+            "-y",
+            "-qq",
+            "chromium",
+            external=True,
+            env={"DEBIAN_FRONTEND": "noninteractive"},
+        )
+        return
+    session.error(
+        "the report test needs Debian's chromium: run `sudo apt-get install chromium` "
+        "(or leave that test out: nox -s tests -- --deselect tests/test_report.py)"
+    )
+
+
 @nox.session
 def tests(session: nox.Session) -> None:
     """Start the stack (idempotent) and run the test suite against it."""
+    files = [arg for arg in session.posargs if arg.startswith("tests/")]
+    if not files or any("test_report" in arg for arg in files):
+        _ensure_chromium(session)
     _stack(session, "up")
     session.run(str(PY), "-m", "pytest", *session.posargs, external=True)
 

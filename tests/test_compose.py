@@ -8,6 +8,7 @@ import json
 import os
 import re
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +28,9 @@ LONG_RUNNING = {
 }
 
 
-def _load(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def _run(env: dict[str, str], *profiles: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["go", "run", ".", str(REPO_ROOT / "compose.yaml")],
+        ["go", "run", ".", str(REPO_ROOT / "compose.yaml"), *profiles],
         cwd=REPO_ROOT / "tests" / "composecheck",
         capture_output=True,
         text=True,
@@ -46,11 +47,33 @@ def secrets_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def services(secrets_env: dict[str, str]) -> dict[str, Any]:
-    result = _load(secrets_env)
-    assert result.returncode == 0, result.stderr
-    loaded: dict[str, Any] = json.loads(result.stdout)
-    return loaded
+def load(secrets_env: dict[str, str]) -> Callable[..., dict[str, Any]]:
+    def _load(*profiles: str) -> dict[str, Any]:
+        result = _run(secrets_env, *profiles)
+        assert result.returncode == 0, result.stderr
+        loaded: dict[str, Any] = json.loads(result.stdout)
+        return loaded
+
+    return _load
+
+
+@pytest.fixture(scope="module")
+def services(load: Callable[..., dict[str, Any]]) -> dict[str, Any]:
+    return load()
+
+
+def test_the_load_generator_runs_with_the_load_profile_only(
+    services: dict[str, Any], load: Callable[..., dict[str, Any]]
+) -> None:
+    assert "load" not in services
+    generator = load("load")["load"]
+    assert generator["profiles"] == ["load"]
+    assert generator["entrypoint"] == ["python", "-m", "clickpulse_load"]
+    assert generator["build"]["args"]["EXTRAS"] == "services,load"
+    assert generator["environment"]["CLICKPULSE_LOAD_TARGET_HOST"] == "gateway"
+    assert "gateway" in generator["depends_on"]
+    # It seeds demo data as the administrator.
+    assert generator["environment"]["CLICKPULSE_ADMIN_PASSWORD"]
 
 
 def test_every_component_runs_with_a_health_check(services: dict[str, Any]) -> None:
@@ -117,7 +140,7 @@ def test_the_services_get_the_signing_key_and_refuse_to_start_without_it(
         assert env["CLICKPULSE_JWT_PRIVATE_KEY"].startswith("-----BEGIN PRIVATE KEY-----")
         assert env["CLICKPULSE_ADMIN_PASSWORD"] == secrets_env["CLICKPULSE_ADMIN_PASSWORD"]
     missing = {k: v for k, v in os.environ.items() if not k.startswith("CLICKPULSE_")}
-    result = _load(missing)
+    result = _run(missing)
     assert result.returncode != 0
     assert (
         "CLICKPULSE_JWT_PRIVATE_KEY" in result.stderr and "nox -s up -- --compose" in result.stderr

@@ -1,183 +1,314 @@
-"""Expands panel SQL exactly as the grafana-clickhouse-datasource plugin (v4.19+) does, so the
-same SQL runs in tests, the offline report and the benchmarks.
+"""Expands panel SQL as Grafana 11.6 and grafana-clickhouse-datasource v4.20 do, so the same
+SQL runs in the tests, the offline report and the benchmarks.
 
-F and T are the range's start and end in Unix seconds, I the interval in seconds
-(max(1, intervalMs / 1000), intervalMs rounded as Grafana rounds it). Template variables are
-expanded first (as Grafana does), then the macros (as the plugin does, server-side)."""
+Order (the plugin's): in the browser `$__conditionalAll` on the raw text, then Grafana's
+variables (variables.py); in the plugin's backend the macros (pkg/macros/macros.go on
+grafana/macropro v1.0.1): comments blanked, every `$__name` read greedily (so `$__interval_s`
+is never `$__interval`), macros nested in another's arguments expanded first. The plugin leaves
+a macro it does not know in the SQL for ClickHouse to fail on; this raises instead."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from collections.abc import Callable
+from datetime import UTC, datetime
 
-ALL = "$__all"
+from clickpulse_grafana.time_range import TimeRange
+from clickpulse_grafana.variables import Variables, apply_conditional_all, interpolate
 
+__all__ = ["MACROS", "TimeRange", "Variables", "expand", "expand_backend"]
 
-@dataclass(frozen=True)
-class TimeRange:
-    start: datetime
-    end: datetime
-    max_data_points: int = 300
-
-    @property
-    def from_s(self) -> int:
-        return int(self.start.timestamp())
-
-    @property
-    def to_s(self) -> int:
-        return int(self.end.timestamp())
-
-    @property
-    def interval_s(self) -> int:
-        """Grafana's auto interval: range / max data points, rounded to Grafana's ladder of
-        "nice" intervals, in whole seconds (at least one), as the plugin passes it on."""
-        raw_ms = (self.to_s - self.from_s) * 1000 / self.max_data_points
-        return max(1, _nice_interval_ms(raw_ms) // 1000)
+Handler = Callable[[TimeRange, list[str]], str]
 
 
-# Grafana's interval rounding (@grafana/data rangeutil.roundInterval): below each bound (ms),
-# the interval becomes the value next to it.
-_NICE_INTERVALS_MS = [
-    (10, 1),
-    (15, 10),
-    (35, 20),
-    (75, 50),
-    (150, 100),
-    (350, 200),
-    (750, 500),
-    (1_500, 1_000),
-    (3_500, 2_000),
-    (7_500, 5_000),
-    (12_500, 10_000),
-    (17_500, 15_000),
-    (25_000, 20_000),
-    (45_000, 30_000),
-    (90_000, 60_000),
-    (210_000, 120_000),
-    (450_000, 300_000),
-    (750_000, 600_000),
-    (1_050_000, 900_000),
-    (1_500_000, 1_200_000),
-    (2_700_000, 1_800_000),
-    (5_400_000, 3_600_000),
-    (9_000_000, 7_200_000),
-    (16_200_000, 10_800_000),
-    (32_400_000, 21_600_000),
-    (86_400_000, 43_200_000),
-    (604_800_000, 86_400_000),
-    (1_814_400_000, 604_800_000),
-    (3_628_800_000, 2_592_000_000),
-]
+def _datetime(seconds: int) -> str:
+    return f"toDateTime({seconds})"
 
 
-def _nice_interval_ms(interval_ms: float) -> int:
-    for bound, nice in _NICE_INTERVALS_MS:
-        if interval_ms < bound:
-            return nice
-    return 31_536_000_000
+def _datetime64(milliseconds: int) -> str:
+    return f"fromUnixTimestamp64Milli({milliseconds})"
 
 
-@dataclass(frozen=True)
-class Variables:
-    """Selected values per template variable; ALL (or nothing) means "All"."""
-
-    values: Mapping[str, Sequence[str] | str] = field(default_factory=dict)
-
-    def selected(self, name: str) -> list[str] | None:
-        value = self.values.get(name, ALL)
-        items = [value] if isinstance(value, str) else list(value)
-        return None if not items or ALL in items else items
+def _date(milliseconds: int) -> str:
+    # The backend's times are UTC (Grafana's container runs in UTC).
+    return f"toDate('{datetime.fromtimestamp(milliseconds / 1000, UTC):%Y-%m-%d}')"
 
 
-def _quote(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+def _arity(name: str, want: int, args: list[str]) -> None:
+    if len(args) != want:
+        raise ValueError(f"$__{name} expected {want} argument(s), received {len(args)}")
 
 
-def _split_args(text: str, start: int) -> tuple[list[str], int]:
-    """Arguments of a macro call whose '(' is at `start`; returns them and the index after ')'."""
-    depth, i = 0, start + 1
-    args: list[str] = []
-    current: list[str] = []
+def _range_filter(low: str, high: str) -> Callable[[str], str]:
+    return lambda column: f"{column} >= {low} AND {column} <= {high}"
+
+
+def _time_filter(r: TimeRange, args: list[str]) -> str:
+    _arity("timeFilter", 1, args)
+    return _range_filter(_datetime(r.from_s), _datetime(r.to_s))(args[0])
+
+
+def _time_filter_ms(r: TimeRange, args: list[str]) -> str:
+    _arity("timeFilter_ms", 1, args)
+    return _range_filter(_datetime64(r.from_ms), _datetime64(r.to_ms))(args[0])
+
+
+def _date_filter(r: TimeRange, args: list[str]) -> str:
+    _arity("dateFilter", 1, args)
+    return _range_filter(_date(r.from_ms), _date(r.to_ms))(args[0])
+
+
+def _date_time_filter(r: TimeRange, args: list[str]) -> str:
+    _arity("dateTimeFilter", 2, args)
+    dates = _range_filter(_date(r.from_ms), _date(r.to_ms))(args[0])
+    times = _range_filter(_datetime(r.from_s), _datetime(r.to_s))(args[1])
+    return f"({dates}) AND ({times})"
+
+
+def _time_interval(r: TimeRange, args: list[str]) -> str:
+    _arity("timeInterval", 1, args)
+    return f"toStartOfInterval(toDateTime({args[0]}), INTERVAL {r.interval_s} second)"
+
+
+def _time_interval_ms(r: TimeRange, args: list[str]) -> str:
+    _arity("timeInterval_ms", 1, args)
+    # max(intervalMs, 1): 500 ms stays 500 ms.
+    milliseconds = max(r.interval_ms, 1)
+    return f"toStartOfInterval(toDateTime64({args[0]}, 3), INTERVAL {milliseconds} millisecond)"
+
+
+def _time_from(r: TimeRange, args: list[str]) -> str:
+    _arity("timeFrom", 1, args)
+    return f"{args[0]} >= {_datetime(r.from_s)}"
+
+
+def _time_to(r: TimeRange, args: list[str]) -> str:
+    _arity("timeTo", 1, args)
+    return f"{args[0]} <= {_datetime(r.to_s)}"
+
+
+_GO_UNITS_NS = {
+    "ns": 1,
+    "us": 1_000,
+    "µs": 1_000,
+    "μs": 1_000,
+    "ms": 1_000_000,
+    "s": 1_000_000_000,
+    "m": 60_000_000_000,
+    "h": 3_600_000_000_000,
+}
+_GO_DURATION = re.compile(r"([+-]?)((?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|μs|ms|s|m|h))+")
+_GO_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+
+
+def parse_go_duration(text: str) -> float:
+    """Go's time.ParseDuration, in seconds ("5m", "1h30m", "1.5h", "300ms")."""
+    if text == "0":
+        return 0.0
+    match = _GO_DURATION.fullmatch(text)
+    if match is None:
+        raise ValueError(f'time: invalid duration "{text}"')
+    nanoseconds = sum(float(number) * _GO_UNITS_NS[unit] for number, unit in _GO_PART.findall(text))
+    return (-nanoseconds if match.group(1) == "-" else nanoseconds) / 1e9
+
+
+def _time_group(_: TimeRange, args: list[str]) -> str:
+    _arity("timeGroup", 2, args)
+    period = args[1].strip().strip("'\"")
+    try:
+        seconds = round(parse_go_duration(period))
+    except ValueError as exc:
+        raise ValueError(f"$__timeGroup: invalid interval {period!r}: {exc}") from None
+    if seconds <= 0:
+        raise ValueError(f"$__timeGroup: interval must be positive, got {period!r}")
+    return f"toStartOfInterval(toDateTime({args[0].strip()}), INTERVAL {seconds} second)"
+
+
+def _no_context(name: str) -> Handler:
+    """macropro's $__table and $__column read the query's table and column, which a raw SQL
+    query of this plugin never has."""
+
+    def handler(_: TimeRange, __: list[str]) -> str:
+        raise ValueError(f"$__{name}: no {name} name in query context")
+
+    return handler
+
+
+def _go_duration(milliseconds: int) -> str:
+    """macropro FormatDuration: the largest unit that divides the interval."""
+    for unit_ms, suffix in ((3_600_000, "h"), (60_000, "m"), (1_000, "s")):
+        if milliseconds % unit_ms == 0:
+            return f"{milliseconds // unit_ms}{suffix}" if milliseconds else "0s"
+    return f"{milliseconds}ms"
+
+
+MACROS: dict[str, Handler] = {
+    # The plugin's own (macros.go ClickHouseMacros), as its docs list them.
+    "timeFilter": _time_filter,
+    "timeFilter_ms": _time_filter_ms,
+    "dateFilter": _date_filter,
+    "dateTimeFilter": _date_time_filter,
+    "dt": _date_time_filter,
+    "fromTime": lambda r, _: _datetime(r.from_s),
+    "toTime": lambda r, _: _datetime(r.to_s),
+    "fromTime_ms": lambda r, _: _datetime64(r.from_ms),
+    "toTime_ms": lambda r, _: _datetime64(r.to_ms),
+    "interval_s": lambda r, _: str(r.interval_s),
+    "timeInterval": _time_interval,
+    "timeInterval_ms": _time_interval_ms,
+    "timeFrom": _time_from,
+    "timeTo": _time_to,
+    "timeGroup": _time_group,
+    # macropro's defaults that the plugin keeps. In a dashboard the browser has already
+    # replaced $__interval and $__interval_ms (variables.py); these serve other callers.
+    "interval": lambda r, _: _go_duration(r.interval_ms),
+    "interval_ms": lambda r, _: str(r.interval_ms),
+    "table": _no_context("table"),
+    "column": _no_context("column"),
+}
+
+_PREFIX = "$__"
+
+
+def _skip_string(text: str, start: int, backslash: bool) -> int:
+    """macropro scanStringLiteral (doubled quotes) or, for comment stripping with the plugin's
+    BackslashEscape style, scanStringLiteralBackslash. Returns the index after the literal."""
+    quote, i = text[start], start + 1
+    while i < len(text):
+        if backslash and text[i] == "\\" and i + 1 < len(text):
+            i += 2
+            continue
+        if text[i] == quote:
+            if i + 1 < len(text) and text[i + 1] == quote:
+                i += 2
+                continue
+            return i + 1
+        i += 1
+    return i
+
+
+def strip_comments(sql: str) -> str:
+    """macropro StripComments with LineComment | BlockComment | BackslashEscape: comments become
+    spaces of the same length; quoted text is kept. An unclosed /* blanks the rest."""
+    out, i = [], 0
+    while i < len(sql):
+        ch, pair = sql[i], sql[i : i + 2]
+        if ch in "'\"":
+            end = _skip_string(sql, i, backslash=True)
+        elif pair == "--":
+            end = len(sql)
+            for terminator in "\n\r":
+                found = sql.find(terminator, i)
+                end = min(end, found) if found != -1 else end
+            out.append(" " * (end - i))
+            i = end
+            continue
+        elif pair == "/*":
+            close = sql.find("*/", i + 2)
+            end = len(sql) if close == -1 else close + 2
+            out.append(" " * (end - i))
+            i = end
+            continue
+        else:
+            end = i + 1
+        out.append(sql[i:end])
+        i = end
+    return "".join(out)
+
+
+def _closing_paren(text: str, open_paren: int) -> int:
+    """macropro findClosingParen: -1 when unbalanced (the call is then read as taking none)."""
+    depth, i = 0, open_paren
     while i < len(text):
         ch = text[i]
+        if ch in "'\"":
+            i = _skip_string(text, i, backslash=False)
+            continue
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+            if depth == 0:
+                return i
+        i += 1
+    return -1
+
+
+def _split_args(raw: str, macro: str) -> list[str]:
+    """macropro parseArgs: commas at depth zero outside quotes; arguments trimmed."""
+    raw = raw.strip()
+    if not raw:
+        return []
+    args, depth, start, i = [], 0, 0, 0
+    while i < len(raw):
+        ch = raw[i]
+        if ch in "'\"":
+            i = _skip_string(raw, i, backslash=False)
+            continue
         if ch == "(":
             depth += 1
         elif ch == ")":
             if depth == 0:
-                args.append("".join(current).strip())
-                return args, i + 1
+                raise ValueError(f"macro $__{macro}: unexpected ')' at position {i}")
             depth -= 1
         elif ch == "," and depth == 0:
-            args.append("".join(current).strip())
-            current = []
-            i += 1
-            continue
-        current.append(ch)
+            args.append(raw[start:i].strip())
+            start = i + 1
         i += 1
-    raise ValueError(f"unbalanced parentheses in macro call at {start}: {text[start : start + 40]}")
+    if depth:
+        raise ValueError(f"macro $__{macro}: unbalanced parentheses in arguments")
+    args.append(raw[start:].strip())
+    return args
 
 
-def _expand_variables(sql: str, variables: Variables) -> tuple[str, dict[str, bool]]:
-    """`${name:sqlstring}`, `${name}` and `$name`; records which variables are "All" for
-    `$__conditionalAll`, which sees the variable before interpolation."""
-    all_selected: dict[str, bool] = {}
+def _expand_macros(sql: str, time_range: TimeRange, depth: int = 0) -> str:
+    if depth > 128:
+        raise ValueError("macro nesting exceeds 128 levels")
+    out, i = [], 0
+    while (found := sql.find(_PREFIX, i)) != -1:
+        out.append(sql[i:found])
+        name_end = found + len(_PREFIX)
+        while name_end < len(sql) and (
+            (sql[name_end].isascii() and sql[name_end].isalnum()) or sql[name_end] == "_"
+        ):
+            name_end += 1
+        name = sql[found + len(_PREFIX) : name_end]
+        if not name:
+            out.append(_PREFIX)
+            i = name_end
+            continue
+        handler = MACROS.get(name)
+        if handler is None:
+            raise ValueError(
+                f"unknown macro $__{name}: the plugin would send it to ClickHouse as it is "
+                f"(known: {', '.join('$__' + m for m in sorted(MACROS))}): "
+                f"{sql[found : found + 80]!r}"
+            )
+        raw, after = "", name_end
+        if after < len(sql) and sql[after] == "(":
+            close = _closing_paren(sql, after)
+            if close != -1:
+                raw, after = sql[after + 1 : close], close + 1
+        args = [
+            _expand_macros(arg, time_range, depth + 1) if _PREFIX in arg else arg
+            for arg in _split_args(raw, name)
+        ]
+        out.append(handler(time_range, args))
+        i = after
+    out.append(sql[i:])
+    return "".join(out)
 
-    def replace(match: re.Match[str]) -> str:
-        name = match.group("braced") or match.group("bare")
-        fmt = match.group("format")
-        if name.startswith("__"):
-            return match.group(0)
-        chosen = variables.selected(name)
-        all_selected[name] = chosen is None
-        if chosen is None:
-            return "$__all_" + name
-        if fmt == "sqlstring":
-            return ",".join(_quote(v) for v in chosen)
-        return ",".join(chosen)
 
-    pattern = re.compile(r"\$\{(?P<braced>\w+)(?::(?P<format>\w+))?\}|\$(?P<bare>[A-Za-z]\w*)")
-    return pattern.sub(replace, sql), all_selected
+def expand_backend(sql: str, time_range: TimeRange) -> str:
+    """The plugin's backend alone (macros.Interpolate), on SQL the browser has interpolated."""
+    if _PREFIX not in sql:
+        return sql
+    return _expand_macros(strip_comments(sql), time_range)
 
 
 def expand(sql: str, time_range: TimeRange, variables: Variables | None = None) -> str:
-    sql, _ = _expand_variables(sql, variables or Variables())
-    f, t, i = time_range.from_s, time_range.to_s, time_range.interval_s
-    out: list[str] = []
-    pos = 0
-    call = re.compile(
-        r"\$__(timeFilter_ms|timeFilter|timeInterval_ms|timeInterval|conditionalAll)\("
-    )
-    while (match := call.search(sql, pos)) is not None:
-        out.append(sql[pos : match.start()])
-        args, end = _split_args(sql, match.end() - 1)
-        name = match.group(1)
-        if name == "timeFilter":
-            out.append(f"{args[0]} >= toDateTime({f}) AND {args[0]} <= toDateTime({t})")
-        elif name == "timeFilter_ms":
-            out.append(
-                f"{args[0]} >= fromUnixTimestamp64Milli({f * 1000}) AND "
-                f"{args[0]} <= fromUnixTimestamp64Milli({t * 1000})"
-            )
-        elif name == "timeInterval":
-            out.append(f"toStartOfInterval(toDateTime({args[0]}), INTERVAL {i} second)")
-        elif name == "timeInterval_ms":
-            out.append(
-                f"toStartOfInterval(toDateTime64({args[0]}, 3), INTERVAL {i * 1000} millisecond)"
-            )
-        else:  # conditionalAll: the whole condition goes when the variable is "All"
-            out.append("1=1" if "$__all_" in args[1] else args[0])
-        pos = end
-    out.append(sql[pos:])
-    expanded = "".join(out)
-    expanded = (
-        expanded.replace("$__fromTime", f"toDateTime({f})")
-        .replace("$__toTime", f"toDateTime({t})")
-        .replace("$__interval_s", str(i))
-    )
-    if "$__all_" in expanded:
-        raise ValueError("an 'All' variable is used outside $__conditionalAll: " + expanded[:200])
-    if "$__" in expanded:
-        raise ValueError("unknown macro left in: " + expanded[:200])
-    return expanded
+    """A panel's SQL as ClickHouse receives it from Grafana."""
+    variables = variables or Variables()
+    sql = apply_conditional_all(sql, variables)
+    sql = interpolate(sql, variables, time_range)
+    return expand_backend(sql, time_range)

@@ -1,5 +1,7 @@
 """`nox -s report`: the dashboards without Grafana. Reads the same dashboard JSON, runs the same
-SQL (macros expanded as the plugin does) as the read-only analyst, and writes one
+SQL (macros expanded as the plugin does) as the read-only analyst, draws what Grafana would
+show of the answer (display.py: the same slices, bars, units and colours, the panels in the
+dashboard's order and sizes, times in 24-hour time in a named zone), and writes one
 self-contained HTML page plus a PNG per dashboard, charted with Altair (Vega-Lite, rendered by
 vl-convert: no browser, no network)."""
 
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import altair as alt
 import pandas as pd
@@ -21,18 +24,18 @@ from clickhouse_connect.driver.client import Client
 
 from clickpulse.stack.clickhouse_client import reader_client
 from clickpulse.stack.settings import REPO_ROOT, Settings
+from clickpulse_grafana import charts
 from clickpulse_grafana.dashboards import DASHBOARDS_DIR
+from clickpulse_grafana.display import View, show
 from clickpulse_grafana.macros import TimeRange, Variables, expand
-
-WIDTH_PER_UNIT = 34  # pixels per Grafana grid column
 
 
 @dataclass
 class PanelResult:
     title: str
     type: str
-    shape: str
     frame: pd.DataFrame
+    view: View | None = None
     error: str | None = None
 
 
@@ -52,129 +55,92 @@ def parse_time(text: str, now: datetime) -> datetime:
 
 
 def run_panel(
-    client: Client, panel: dict[str, Any], time_range: TimeRange, variables: Variables
+    client: Client,
+    panel: dict[str, Any],
+    time_range: TimeRange,
+    variables: Variables,
+    zone: ZoneInfo,
 ) -> PanelResult:
-    target = panel["targets"][0]
-    shape = "timeseries" if target["format"] == 0 else "table"
-    if panel["type"] == "stat":
-        shape = "value"
+    """The panel's SQL as Grafana sends it, and what Grafana shows of the answer."""
     try:
-        result = client.query(expand(target["rawSql"], time_range, variables))
-        frame = pd.DataFrame(result.result_rows, columns=list(result.column_names))
-        return PanelResult(panel["title"], panel["type"], shape, frame)
+        result = client.query(expand(panel["targets"][0]["rawSql"], time_range, variables))
+        columns, rows = list(result.column_names), [tuple(r) for r in result.result_rows]
+        view = show(panel, columns, rows, zone)
+        return PanelResult(panel["title"], panel["type"], pd.DataFrame(rows, columns=columns), view)
     except Exception as exc:
-        return PanelResult(panel["title"], panel["type"], shape, pd.DataFrame(), str(exc)[:300])
+        return PanelResult(panel["title"], panel["type"], pd.DataFrame(), error=str(exc)[:300])
 
 
-def _chart(result: PanelResult, width: int) -> Any:
-    """An Altair chart for the panel, or None when a table says it better."""
-    frame = result.frame
-    if frame.empty:
-        return None
-    numeric = [c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])]
-    labels = [c for c in frame.columns if c not in numeric]
-    title = alt.TitleParams(result.title, anchor="start")
-    if result.shape == "timeseries":
-        time_col = frame.columns[0]
-        series = [c for c in labels if c != time_col]
-        if series:
-            return (
-                alt.Chart(frame, title=title, width=width, height=160)
-                .mark_line(point=True)
-                .encode(
-                    x=alt.X(f"{time_col}:T", title=None),
-                    y=alt.Y(f"{numeric[0]}:Q"),
-                    color=alt.Color(f"{series[0]}:N"),
-                )
+def _table_html(view: View) -> str:
+    """The table as Grafana shows it: headers, formatted cells, coloured cells."""
+    head = "".join(f"<th>{html.escape(c.header)}</th>" for c in view.columns)
+    body = []
+    for row in range(min(view.rows, 25)):
+        cells = []
+        for column in view.columns:
+            style = (
+                f' style="background:{column.backgrounds[row]};color:#000"'
+                if column.backgrounds
+                else ""
             )
-        long = frame.melt(id_vars=[time_col], value_vars=numeric, var_name="series")
-        return (
-            alt.Chart(long, title=title, width=width, height=160)
-            .mark_line(point=True)
-            .encode(x=alt.X(f"{time_col}:T", title=None), y=alt.Y("value:Q"), color="series:N")
-        )
-    if result.shape == "value":
-        value = frame.iloc[0, 0]
-        text = f"{value:,.2f}" if isinstance(value, float) else f"{value:,}"
-        return (
-            alt.Chart(pd.DataFrame({"v": [text]}), title=title, width=width, height=80)
-            .mark_text(fontSize=36, fontWeight="bold")
-            .encode(text="v:N")
-        )
-    labels = [c for c in labels if not pd.api.types.is_datetime64_any_dtype(frame[c])]
-    # Wide tables (drill-downs) read better as tables than as any chart.
-    if not numeric or not labels or (result.type == "table" and len(frame.columns) > 3):
-        return None
-    label, value = labels[0], numeric[-1]
-    if result.type == "piechart":
-        return (
-            alt.Chart(frame, title=title, width=160, height=160)
-            .mark_arc()
-            .encode(theta=f"{value}:Q", color=f"{label}:N")
-        )
-    return (
-        alt.Chart(
-            frame.head(15), title=title, width=width, height=max(60, 18 * min(len(frame), 15))
-        )
-        .mark_bar()
-        .encode(y=alt.Y(f"{label}:N", sort="-x", title=None), x=alt.X(f"{value}:Q"))
-    )
-
-
-def _table_html(frame: pd.DataFrame) -> Any:
-    shown = frame.head(25).copy()
-    for column in shown.columns:
-        if pd.api.types.is_float_dtype(shown[column]):
-            shown[column] = shown[column].round(3)
-    return shown.to_html(index=False, border=0, classes="data", escape=True)
+            cells.append(f"<td{style}>{html.escape(column.texts[row])}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f'<table class="data"><tr>{head}</tr>{"".join(body)}</table>'
 
 
 def render_dashboard(
-    client: Client, board: dict[str, Any], time_range: TimeRange
+    client: Client, board: dict[str, Any], time_range: TimeRange, zone: ZoneInfo
 ) -> tuple[str, bytes, list[PanelResult]]:
     variables = Variables()
     results: list[PanelResult] = []
     for panel in board["panels"]:
         if "trace_id" in panel["targets"][0]["rawSql"]:
+            # As a viewer who clicked the slowest request's trace id.
             slowest = next(
                 (r for r in results if "trace_id" in r.frame.columns and not r.frame.empty), None
             )
             variables = Variables(
                 {"trace_id": str(slowest.frame["trace_id"].iloc[0]) if slowest else ""}
             )
-        results.append(run_panel(client, panel, time_range, variables))
-    sections, charts = [], []
+        results.append(run_panel(client, panel, time_range, variables, zone))
+    sections: list[str] = []
+    rows_of_charts: dict[int, list[Any]] = {}
     for panel, result in zip(board["panels"], results, strict=True):
-        width = panel["gridPos"]["w"] * WIDTH_PER_UNIT - 40
-        chart = _chart(result, width)
-        rows = len(result.frame)
-        body: str
-        if result.error:
-            body = f'<p class="error">query failed: {html.escape(result.error)}</p>'
+        rows = result.view.rows if result.view else 0
+        if result.error or result.view is None:
+            body = f'<p class="error">query failed: {html.escape(result.error or "")}</p>'
+            drawn = charts.empty(panel, "query failed")
         elif rows == 0:
-            body = '<p class="empty">no data in this range</p>'
+            body = '<p class="empty">No data</p>'
+            drawn = charts.empty(panel, "No data")
         else:
-            body = ""
-            if chart is not None:
-                charts.append(chart)
-                svg = vlc.vegalite_to_svg(chart.to_json())
-                body += f'<div class="chart">{svg}</div>'
-            if result.shape == "table" or chart is None:
-                body += _table_html(result.frame)
+            span = (time_range.start, time_range.end)
+            drawn = charts.chart(panel, result.view, zone.key, span)
+            svg = vlc.vegalite_to_svg(charts.themed(drawn).to_json())
+            body = f'<div class="chart">{svg}</div>'
+            if panel["type"] == "table":
+                body += _table_html(result.view)
+        rows_of_charts.setdefault(panel["gridPos"]["y"], []).append(drawn)
         sections.append(
             f'<section class="panel" data-rows="{rows}" data-title="{html.escape(result.title)}" '
             f'style="grid-column: span {panel["gridPos"]["w"]}">'
             f"<h3>{html.escape(result.title)}</h3>{body}</section>"
         )
-    columns = [
-        alt.hconcat(*charts[i : i + 2]).resolve_scale(color="independent")
-        for i in range(0, len(charts), 2)
-    ]
-    png = b""
-    if columns:
-        grid = alt.vconcat(*columns).properties(title=board["title"])
-        spec = grid.resolve_scale(color="independent").to_json()
-        png = vlc.vegalite_to_png(spec, scale=1)
+    # The PNG: Grafana's grid, row by row, panels in the dashboard's order and sizes.
+    grid = alt.vconcat(
+        *(
+            alt.hconcat(*row, spacing=8).resolve_scale(color="independent")
+            for _, row in sorted(rows_of_charts.items())
+        ),
+        spacing=8,
+    ).properties(
+        title=alt.TitleParams(
+            f"{board['title']}  ·  {_span(time_range, zone)}", anchor="start", fontSize=16
+        )
+    )
+    png = vlc.vegalite_to_png(
+        charts.themed(grid.resolve_scale(color="independent")).to_json(), scale=1
+    )
     page = (
         f'<div class="dashboard" id="{board["uid"]}"><h2>{html.escape(board["title"])}</h2>'
         f"<p>{html.escape(board.get('description', ''))}</p>"
@@ -183,32 +149,37 @@ def render_dashboard(
     return page, png, results
 
 
+def _span(time_range: TimeRange, zone: ZoneInfo) -> str:
+    start, end = time_range.start.astimezone(zone), time_range.end.astimezone(zone)
+    return f"{start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} ({zone.key})"
+
+
 STYLE = """
-body{font-family:system-ui,sans-serif;margin:24px;background:#f7f8fa;color:#222}
-.grid{display:grid;grid-template-columns:repeat(24,1fr);gap:12px}
-.panel{background:#fff;border:1px solid #ddd;border-radius:6px;padding:8px 12px;overflow:auto}
+body{font-family:system-ui,sans-serif;margin:24px;background:#111217;color:#ccccdc}
+.grid{display:grid;grid-template-columns:repeat(24,1fr);gap:8px}
+.panel{background:#181b1f;border:1px solid #2c3235;border-radius:2px;padding:8px;overflow:auto}
 .panel h3{font-size:14px;margin:4px 0 8px}
-table.data{border-collapse:collapse;font-size:12px}
-table.data td,table.data th{border-bottom:1px solid #eee;padding:2px 8px;text-align:left}
-.error{color:#b00}.empty{color:#888}
+table.data{border-collapse:collapse;font-size:12px;margin-top:8px}
+table.data td,table.data th{border-bottom:1px solid #2c3235;padding:2px 8px;text-align:left}
+.error{color:#f2495c}.empty{color:#8e8e8e}
 """
 
 
 def write_report(
-    settings: Settings, time_range: TimeRange, out: Path
+    settings: Settings, time_range: TimeRange, out: Path, zone: ZoneInfo
 ) -> tuple[Path, list[Path], dict[str, list[PanelResult]]]:
     client = reader_client(settings)
     out.mkdir(parents=True, exist_ok=True)
     pages, pngs, all_results = [], [], {}
     for path in sorted(DASHBOARDS_DIR.glob("*.json")):
         board = json.loads(path.read_text())
-        page, png, results = render_dashboard(client, board, time_range)
+        page, png, results = render_dashboard(client, board, time_range, zone)
         pages.append(page)
         all_results[board["uid"]] = results
         png_path = out / f"{path.stem}.png"
         png_path.write_bytes(png)
         pngs.append(png_path)
-    span = f"{time_range.start:%Y-%m-%d %H:%M} to {time_range.end:%Y-%m-%d %H:%M} UTC"
+    span = _span(time_range, zone)
     index = out / "index.html"
     index.write_text(
         f"<!doctype html><html><head><meta charset='utf-8'><title>clickpulse report</title>"
@@ -223,13 +194,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--from", dest="start", default="now-1h")
     parser.add_argument("--to", dest="end", default="now")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "reports")
+    parser.add_argument(
+        "--timezone",
+        default="UTC",
+        help="the zone times are shown in (the dashboards show the browser's), e.g. Europe/Berlin",
+    )
     args = parser.parse_args(argv)
     now = datetime.now(UTC)
     start, end = parse_time(args.start, now), parse_time(args.end, now)
     if start >= end:
         raise SystemExit("--from must be before --to")
-    index, pngs, results = write_report(Settings.from_env(), TimeRange(start, end), args.out)
-    empty = [f"{uid}: {r.title}" for uid, rs in results.items() for r in rs if r.frame.empty]
+    try:
+        zone = ZoneInfo(args.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise SystemExit(f"--timezone: {args.timezone!r} is not a time zone") from None
+    index, pngs, results = write_report(Settings.from_env(), TimeRange(start, end), args.out, zone)
+    empty = [
+        f"{uid}: {r.title}"
+        for uid, rs in results.items()
+        for r in rs
+        if not (r.view and r.view.rows)
+    ]
     print(f"wrote {index}")
     for png in pngs:
         print(f"wrote {png}")

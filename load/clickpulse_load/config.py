@@ -105,7 +105,9 @@ def default_base_url(service: str) -> str:
     raw = os.environ.get(variable, str(default))
     if not raw.isdigit() or not 0 < int(raw) < 65536:
         raise ConfigError(f"endpoints.{service}.base_url: {variable}={raw!r} is not a port")
-    return f"http://127.0.0.1:{int(raw)}"
+    # Another host than the local stack's loopback: compose's load service sets the gateway.
+    host = os.environ.get("CLICKPULSE_LOAD_TARGET_HOST", "127.0.0.1")
+    return f"http://{host}:{int(raw)}"
 
 
 class LoadConfig(msgspec.Struct, forbid_unknown_fields=True):

@@ -1,5 +1,6 @@
 // Loads compose.yaml with compose-go, the loader Docker Compose itself uses (schema validation,
 // interpolation, anchors), and prints the services as JSON: the tests check it without Docker.
+// Arguments after the file are profiles to enable (a service with a profile is left out without).
 package main
 
 import (
@@ -12,9 +13,11 @@ import (
 )
 
 func main() {
-	// The process environment interpolates ${...}, as `docker compose` does.
+	// The process environment interpolates ${...}, as `docker compose` does; profiles
+	// (os.Args[2:]) enable the services that need one.
 	opts, err := cli.NewProjectOptions(
 		[]string{os.Args[1]}, cli.WithName("clickpulse"), cli.WithOsEnv,
+		cli.WithProfiles(os.Args[2:]),
 	)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
