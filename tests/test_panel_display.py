@@ -46,6 +46,10 @@ ROWS: dict[str, tuple[list[str], list[tuple[Any, ...]]]] = {
         [(t, s, 1.5) for t in TIMES for s in ("crud-api", "ecommerce-api")],
     ),
     "Latency: average and p95": (["time", "avg_ms", "p95_ms"], [(t, 12.0, 40.0) for t in TIMES]),
+    "Refused requests per second": (
+        ["time", "unauthorized", "forbidden", "rate_limited", "shed"],
+        [(t, 0.1, 0.0, 2.5, 0.3) for t in TIMES],
+    ),
     "Status codes": (["status", "requests"], [("200", 900), ("404", 50), ("503", 3)]),
     "Top 10 endpoints": (["route", "requests"], [(f"GET /r{i}", 100 - i) for i in range(10)]),
     "Active users by region": (["region", "users"], [("us-east", 40), ("eu-west", 25)]),
@@ -153,6 +157,9 @@ def test_series_are_named_as_grafana_names_them() -> None:
     ]
     assert [s.name for s in _show("Latency: average and p95").series] == ["avg_ms", "p95_ms"]
     assert [s.unit for s in _show("CPU by service").series] == ["percentunit"]
+    refused = _show("Refused requests per second").series
+    assert [s.name for s in refused] == ["unauthorized", "forbidden", "rate_limited", "shed"]
+    assert {s.unit for s in refused} == {"reqps"}
 
 
 def test_stats_show_one_value_with_its_unit_and_no_threshold_colour() -> None:

@@ -80,6 +80,14 @@ SELECT toStartOfInterval(timestamp, INTERVAL greatest($__interval_s, 60) second)
        uniq(user_id) AS users
 FROM analytics.request_metrics WHERE $__timeFilter(timestamp) AND user_id != ''
 GROUP BY time ORDER BY time""",
+    "Refused requests per second": """
+SELECT toStartOfInterval(timestamp, INTERVAL greatest($__interval_s, 60) second) AS time,
+       countIf(status_code = 401) / greatest($__interval_s, 60) AS unauthorized,
+       countIf(status_code = 403) / greatest($__interval_s, 60) AS forbidden,
+       countIf(status_code = 429) / greatest($__interval_s, 60) AS rate_limited,
+       countIf(status_code = 503) / greatest($__interval_s, 60) AS shed
+FROM analytics.request_metrics WHERE $__timeFilter(timestamp)
+GROUP BY time ORDER BY time""",
     "Status codes": """
 SELECT toString(status_code) AS status, count() AS requests FROM analytics.request_metrics
 WHERE $__timeFilter(timestamp) GROUP BY status ORDER BY requests DESC""",

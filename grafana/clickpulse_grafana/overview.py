@@ -1,4 +1,5 @@
-"""The Overview dashboard: traffic, latency, status codes, busiest endpoints, users by region."""
+"""The Overview dashboard: traffic, latency, refused requests, status codes, busiest endpoints,
+users by region."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from clickpulse_grafana.sql_fragments import (
 OVERVIEW = Dashboard(
     uid="clickpulse-overview",
     title="Overview",
-    description="Traffic, latency, status codes, busiest endpoints and users by region.",
+    description="Traffic, latency, refused requests (401, 403, 429, 503), status codes, busiest"
+    " endpoints and users by region.",
     panels=[
         rollup_series(
             "Requests per second by service",
@@ -31,6 +33,18 @@ OVERVIEW = Dashboard(
             f"sum(latency_sum_ms) / sum(requests) AS avg_ms, {P95} AS p95_ms",
             unit="ms",
             value_range=(0, 600_000),
+        ),
+        # Who was turned away, and why: no or a bad token, no right, over a rate limit (the
+        # services' settings), over capacity (admission control or a database outage).
+        rollup_series(
+            "Refused requests per second",
+            f"sumIf(requests, status_code = 401) / {STEP} AS unauthorized,"
+            f" sumIf(requests, status_code = 403) / {STEP} AS forbidden,"
+            f" sumIf(requests, status_code = 429) / {STEP} AS rate_limited,"
+            f" sumIf(requests, status_code = 503) / {STEP} AS shed",
+            unit="reqps",
+            value_range=(0, 1e6),
+            width=24,
         ),
         Panel(
             title="Status codes",
