@@ -10,7 +10,15 @@ import sys
 from collections.abc import Callable
 
 from clickpulse.stack.settings import Settings
-from clickpulse_bench import capacity, dashboards, footprint, ingest, load_accuracy, overhead
+from clickpulse_bench import (
+    auth_cost,
+    capacity,
+    dashboards,
+    footprint,
+    ingest,
+    load_accuracy,
+    overhead,
+)
 from clickpulse_bench.common import console
 from clickpulse_bench.dashboards import RAW_TWINS
 from clickpulse_bench.report import DOC, versions, write_doc
@@ -28,6 +36,7 @@ SECTIONS: dict[str, tuple[str, str, Section]] = {
     "load": ("4", "load accuracy", load_accuracy.section),
     "footprint": ("5", "footprint", footprint.section),
     "capacity": ("6", "capacity", capacity.section),
+    "auth": ("7", "authentication cost", auth_cost.section),
 }
 
 

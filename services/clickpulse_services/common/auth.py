@@ -9,18 +9,14 @@ role. A request with a bad token is a 401 everywhere, public endpoints included.
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Any
 
 from litestar.connection import ASGIConnection, Request
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers import BaseRouteHandler
 from litestar.middleware import AuthenticationResult
-from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.security.jwt import JWTCookieAuthenticationMiddleware, OAuth2PasswordBearerAuth
 
-from clickpulse_services.common.client_identity import client_address
-from clickpulse_services.common.settings import ServiceSettings, parse_rate
 from clickpulse_services.common.telemetry import annotate
 from clickpulse_services.common.tokens import Principal, TokenVerifier, unauthorized
 
@@ -89,50 +85,3 @@ def current_user(request: Request[Any, Any, Any]) -> Principal:
     user = request.scope.get("user")
     assert isinstance(user, Principal), "guard the operation with requires_user"
     return user
-
-
-def rate_limits(settings: ServiceSettings) -> list[RateLimitConfig]:
-    """Two fixed windows: per token subject for signed-in callers, per client address (as
-    X-Forwarded-For from a trusted proxy gives it) for anonymous ones.
-
-    Counted in each worker process's memory (Litestar's MemoryStore): with N workers a caller
-    spread over all of them gets up to N times the limit. The local stack runs one worker per
-    service by default on 2 cores; behind NGINX in compose, keep-alive pins a client's
-    connection to one worker."""
-
-    @lru_cache(maxsize=4096)
-    def address(peer: str | None, forwarded_for: str | None) -> str:
-        return client_address(peer, forwarded_for, settings.trusted_proxies)
-
-    def by_subject(request: Request[Any, Any, Any]) -> str:
-        return f"user:{request.scope['user'].id}"
-
-    def by_address(request: Request[Any, Any, Any]) -> str:
-        peer = request.client.host if request.client else None
-        return f"address:{address(peer, request.headers.get('x-forwarded-for'))}"
-
-    def signed_in(request: Request[Any, Any, Any]) -> bool:
-        return isinstance(request.scope.get("user"), Principal)
-
-    def anonymous(request: Request[Any, Any, Any]) -> bool:
-        return not signed_in(request)
-
-    user_count, user_unit = parse_rate(settings.rate_limit_user)
-    anon_count, anon_unit = parse_rate(settings.rate_limit_anonymous)
-    exclude = ["^/health$", "^/docs", "^/schema"]
-    return [
-        RateLimitConfig(
-            rate_limit=(user_unit, user_count),  # type: ignore[arg-type]
-            identifier_for_request=by_subject,
-            check_throttle_handler=signed_in,
-            exclude=exclude,
-            store="rate_limit_users",
-        ),
-        RateLimitConfig(
-            rate_limit=(anon_unit, anon_count),  # type: ignore[arg-type]
-            identifier_for_request=by_address,
-            check_throttle_handler=anonymous,
-            exclude=exclude,
-            store="rate_limit_addresses",
-        ),
-    ]

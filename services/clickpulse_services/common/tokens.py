@@ -12,6 +12,9 @@ verification. A change of the key set (rotation, a removed key) empties the memo
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import time
 import uuid
 from collections import OrderedDict
@@ -65,6 +68,20 @@ _FAILURES: tuple[tuple[type[Exception], str], ...] = (
 )
 
 
+def _header(token: str) -> dict[str, Any]:
+    """The JOSE header, read to pick the key. Not `jwt.get_unverified_header`: it decodes and
+    checks every segment character by character in Python (~40 us for our tokens), and
+    `jwt.decode` then does all of it again; the header alone is ~80 characters."""
+    segment = token.split(".", 1)[0]
+    try:
+        header = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    except (ValueError, binascii.Error):
+        raise unauthorized("the token is not a JWT") from None
+    if not isinstance(header, dict):
+        raise unauthorized("the token is not a JWT")
+    return header
+
+
 class TokenVerifier:
     def __init__(self, keys: KeySource, *, issuer: str, audience: str) -> None:
         self.keys = keys
@@ -89,10 +106,7 @@ class TokenVerifier:
     async def _verify(self, token: str) -> tuple[Principal, float]:
         if len(token) > MAX_TOKEN_BYTES:
             raise unauthorized(f"the token is larger than {MAX_TOKEN_BYTES} bytes")
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.DecodeError:
-            raise unauthorized("the token is not a JWT") from None
+        header = _header(token)
         if header.get("alg") != ALGORITHM:
             raise unauthorized(f"the token's algorithm must be {ALGORITHM}")
         kid = header.get("kid")

@@ -21,12 +21,13 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clickpulse_services.common.admission import Admission
-from clickpulse_services.common.auth import NO_TOKEN, bearer_auth, rate_limits
+from clickpulse_services.common.auth import NO_TOKEN, bearer_auth
 from clickpulse_services.common.database import (
     EXCEPTION_HANDLERS,
     sqlalchemy_config,
     sqlalchemy_plugin,
 )
+from clickpulse_services.common.rate_limits import RateLimits
 from clickpulse_services.common.settings import ServiceSettings
 from clickpulse_services.common.telemetry import Telemetry, remember_exception
 from clickpulse_services.common.tokens import KeySource, TokenVerifier
@@ -112,7 +113,7 @@ def create_app(
         route_handlers=[health, Router(path="/", route_handlers=list(route_handlers))],
         plugins=[sqlalchemy_plugin(db_config)],
         on_app_init=[bearer_auth().on_app_init],
-        middleware=[config.middleware for config in rate_limits(settings)],
+        middleware=[RateLimits(settings)],
         exception_handlers={
             **EXCEPTION_HANDLERS,
             TooManyRequestsException: _too_many_requests,
