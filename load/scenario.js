@@ -19,6 +19,8 @@ const sent = new Counter('clickpulse_sent');
 // Requests k6 gave up on (timeout, connection error): the server may still have answered them,
 // so the audit must not take their spans for duplicates.
 const abandoned = new Counter('clickpulse_abandoned');
+// Answers that were 429 (a rate limit of the services), tagged phase: shed, and named apart.
+const limited = new Counter('clickpulse_rate_limited');
 // Latency of answered requests, tagged phase, answer (served | shed) and, in the steady phase,
 // window (early | late half) to see latency climb.
 const answers = new Trend('clickpulse_latency', true);
@@ -63,6 +65,7 @@ const thresholds = Object.assign({}, plan.thresholds);
   'clickpulse_abandoned{phase:steady}',
   'clickpulse_abandoned{cause:timeout}',
   'clickpulse_abandoned{phase:steady,cause:timeout}',
+  'clickpulse_rate_limited{phase:steady}',
 ].forEach((name) => { thresholds[name] = ['count>=0']; });
 [
   'clickpulse_latency{phase:steady}',
@@ -227,6 +230,7 @@ function call(session, endpoint) {
   const shed = status === 503 || status === 429;
   const outcome = shed ? 'shed' : status >= 500 ? 'error' : 'good';
   sent.add(1, { phase: tags.phase, outcome });
+  if (status === 429) limited.add(1, { phase: tags.phase });
   const answerTags = { phase: tags.phase, answer: shed ? 'shed' : 'served' };
   if (tags.phase === 'steady') {
     answerTags.window = elapsedS < plan.ramp_up_s + plan.duration_s / 2 ? 'early' : 'late';

@@ -114,6 +114,9 @@ def test_a_minute_at_100_rps_holds_the_rate_and_loses_nothing(tmp_path: Path) ->
     assert audit["missing"] == 0
     assert "ingestion audit" in result.stdout and "latency per endpoint" in result.stdout
     assert "POST /checkout" in result.stdout
+    # Each session signed in once, and the default scenario stays under the rate limits.
+    assert "POST /auth/token" in result.stdout
+    assert facts["rate_limited"] == 0
     assert facts["target_missed"] is False and facts["missed_reasons"] == []
     assert audit["duplicates"] == 0 and audit["abandoned"] == 0
     # Not a terminal: k6 runs with --quiet, so its once-a-second progress lines stay out.

@@ -247,6 +247,7 @@ class LoadSummary:
     shed: int  # steady-phase 503/429 answers
     shed_rate: float  # their share of steady-phase answers
     shed_p99_ms: float | None
+    rate_limited: int  # of the shed, the 429s (a rate limit, not capacity)
     answered_p99_ms: float | None  # steady-phase answers that were not 503/429
     early_p50_ms: float | None  # median latency, first and second half of the steady phase
     late_p50_ms: float | None
@@ -293,6 +294,7 @@ class LoadSummary:
             "shed": self.shed,
             "shed_rate": self.shed_rate,
             "shed_p99_ms": self.shed_p99_ms,
+            "rate_limited": self.rate_limited,
             "answered_p99_ms": self.answered_p99_ms,
             "vus_max": self.vus_max,
             "vus_peak": self.vus_peak,
@@ -384,6 +386,7 @@ def summarize(plan: dict[str, Any], result: K6Result, audit: Audit | None) -> Lo
     steady_answers = _count(s, "clickpulse_sent{phase:steady}")
     achieved = steady_answers / steady_s
     shed = _count(s, "clickpulse_latency{phase:steady,answer:shed}")
+    rate_limited = _count(s, "clickpulse_rate_limited{phase:steady}")
     steady_latency = "clickpulse_latency{phase:steady}"
     if not _count(s, steady_latency):
         steady_latency = "clickpulse_latency"
@@ -398,6 +401,12 @@ def summarize(plan: dict[str, Any], result: K6Result, audit: Audit | None) -> Lo
             thresholds.append(ThresholdOutcome(metric, rule, ok))
             if not ok:
                 problems.append(f"threshold {metric} {rule} breached")
+    if rate_limited:
+        problems.append(
+            f"rate limits: {rate_limited} requests got 429: the scenario goes past the services'"
+            " per-user or per-address limits (CLICKPULSE_RATE_LIMIT_USER / _ANONYMOUS), so it"
+            " measures the limits, not the system"
+        )
     if audit is not None and audit.missing > 0:
         problems.append(f"{audit.missing} answered requests never landed in ClickHouse")
     if target_missed:
@@ -438,6 +447,7 @@ def summarize(plan: dict[str, Any], result: K6Result, audit: Audit | None) -> Lo
         shed=shed,
         shed_rate=shed / steady_answers if steady_answers else 0.0,
         shed_p99_ms=_stat(s, "clickpulse_latency{phase:steady,answer:shed}", "p(99)"),
+        rate_limited=rate_limited,
         answered_p99_ms=_stat(s, "clickpulse_latency{phase:steady,answer:served}", "p(99)"),
         early_p50_ms=_stat(s, "clickpulse_latency{window:early}", "med"),
         late_p50_ms=_stat(s, "clickpulse_latency{window:late}", "med"),
@@ -496,7 +506,8 @@ def print_summary(summary: LoadSummary, out: Console = console) -> None:
     overview.add_row("error rate", f"{summary.error_rate:.2%}")
     overview.add_row(
         "shed (503/429, steady phase)",
-        f"{summary.shed} ({summary.shed_rate:.2%}), p99 {_ms(summary.shed_p99_ms)} ms",
+        f"{summary.shed} ({summary.shed_rate:.2%}), p99 {_ms(summary.shed_p99_ms)} ms;"
+        f" {summary.rate_limited} of them rate-limited (429)",
     )
     overview.add_row(
         "latency (answered, steady phase)",
