@@ -64,7 +64,17 @@ def bearer_auth() -> OAuth2PasswordBearerAuth[Principal, Any]:
     )
 
 
+def _options(connection: ASGIConnection[Any, Any, Any, Any]) -> bool:
+    """Litestar's authentication does not look at OPTIONS requests (CORS preflights carry no
+    credentials), so none has a user. The only OPTIONS handlers are Litestar's automatic ones,
+    which tell the `Allow` header and nothing else: the guards let them answer, where a 401
+    would be an answer no client could avoid."""
+    return connection.scope.get("method") == "OPTIONS"
+
+
 def requires_user(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    if _options(connection):
+        return
     if not isinstance(connection.scope.get("user"), Principal):
         raise NotAuthorizedException(
             detail="sign in first: this operation needs a bearer token from POST /auth/token",
@@ -76,7 +86,7 @@ def requires_admin(
     connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
 ) -> None:
     requires_user(connection, handler)
-    if not connection.scope["user"].is_admin:
+    if not _options(connection) and not connection.scope["user"].is_admin:
         raise PermissionDeniedException(detail="this operation needs the admin role")
 
 

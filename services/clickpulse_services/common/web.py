@@ -12,9 +12,11 @@ from litestar import Litestar, Request, Router, get
 from litestar.datastructures import State
 from litestar.exceptions import NotAuthorizedException, TooManyRequestsException
 from litestar.openapi.config import OpenAPIConfig
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.params import Parameter
 from litestar.response import Response
+from litestar.routes import HTTPRoute
 from litestar.types import ControllerRouterHandler
 from litestar.utils import normalize_path
 from sqlalchemy import text
@@ -27,6 +29,7 @@ from clickpulse_services.common.database import (
     sqlalchemy_config,
     sqlalchemy_plugin,
 )
+from clickpulse_services.common.openapi import MAX_ID, ClosedStructs, document_error_headers
 from clickpulse_services.common.rate_limits import RateLimits
 from clickpulse_services.common.settings import ServiceSettings
 from clickpulse_services.common.telemetry import Telemetry, remember_exception
@@ -39,10 +42,24 @@ Limit = Annotated[
 ]
 Offset = Annotated[int, Parameter(ge=0, le=10_000_000, default=0, description="rows to skip")]
 # Ids are PostgreSQL BIGINTs: a larger number is a client error, not a database error.
-Id = Annotated[int, Parameter(ge=1, le=2**63 - 1)]
+Id = Annotated[int, Parameter(ge=1, le=MAX_ID)]
 
 
-@get("/health", operation_id="health", tags=["health"], security=NO_TOKEN)
+@get(
+    "/health",
+    operation_id="health",
+    tags=["health"],
+    security=NO_TOKEN,
+    summary="Ready to serve: the database answers",
+    # Neither authenticated, rate limited nor shed: a health check must see a busy service alive.
+    responses={
+        503: ResponseSpec(
+            data_container=dict[str, str],
+            description="The database does not answer",
+            generate_examples=False,
+        )
+    },
+)
 async def health(db_session: AsyncSession) -> Response[dict[str, str]]:
     try:
         await db_session.execute(text("SELECT 1"))
@@ -81,6 +98,29 @@ def _unauthorized(
     )
 
 
+_LITESTAR_OPTIONS = f"{HTTPRoute.create_options_handler.__qualname__}.<locals>.options_handler"
+
+
+def _allow_lists_every_method(app: Litestar) -> None:
+    """Litestar 2 answers OPTIONS on a path served by several handlers with an `Allow` header
+    that lists the methods of only some of them (litestar#4169, fixed in v3): its automatic
+    OPTIONS handler reads the methods of the route as it was when the handler was made, before
+    the other handlers of the path joined it. Each route gets one made from the final route."""
+    for route in app.routes:
+        if not isinstance(route, HTTPRoute):
+            continue
+        stale, _ = route.route_handler_map["OPTIONS"]
+        if stale.fn.__qualname__ != _LITESTAR_OPTIONS:  # an OPTIONS handler of our own
+            continue
+        fresh = route.create_options_handler(route.path)
+        fresh.owner = stale.owner
+        fresh.on_registration(app)
+        route.route_handler_map["OPTIONS"] = (
+            fresh,
+            fresh.create_kwargs_model(path_parameters=route.path_parameters),
+        )
+
+
 def create_app(
     *,
     settings: ServiceSettings,
@@ -111,7 +151,7 @@ def create_app(
 
     app = Litestar(
         route_handlers=[health, Router(path="/", route_handlers=list(route_handlers))],
-        plugins=[sqlalchemy_plugin(db_config)],
+        plugins=[sqlalchemy_plugin(db_config), ClosedStructs()],
         on_app_init=[bearer_auth().on_app_init],
         middleware=[RateLimits(settings)],
         exception_handlers={
@@ -144,6 +184,8 @@ def create_app(
         on_startup=list(on_startup_hooks),
         on_shutdown=list(on_shutdown_hooks),
     )
+    _allow_lists_every_method(app)
+    document_error_headers(app.openapi_schema)
     router = app.asgi_router
 
     def route_of(path: str, method: str) -> str | None:

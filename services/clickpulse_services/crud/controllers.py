@@ -27,6 +27,7 @@ from clickpulse_services.common.auth import (
     requires_admin,
     requires_user,
 )
+from clickpulse_services.common.openapi import MAX_ID, errors
 from clickpulse_services.common.signing_keys import SigningKeys
 from clickpulse_services.common.telemetry import annotate
 from clickpulse_services.common.tokens import Principal, unauthorized
@@ -44,6 +45,7 @@ from clickpulse_services.crud.schemas import (
     TokenResponse,
     UserCreate,
     UserRead,
+    product_columns,
 )
 from clickpulse_services.crud.services import Accounts, ProductService, UserService
 
@@ -64,8 +66,9 @@ def _mine_or_admin(me: Principal, user_id: int) -> None:
 
 
 # `?ids=3&ids=7`: the shop confirms a whole cart in one call, not one call per product.
+# msgspec.Meta validates each id; Parameter puts the same bounds into the spec.
 ProductIds = Annotated[
-    list[Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]] | None,
+    list[Annotated[int, msgspec.Meta(ge=1, le=MAX_ID), Parameter(ge=1, le=MAX_ID)]] | None,
     Parameter(max_items=MAX_PAGE, description=f"only these product ids, at most {MAX_PAGE}"),
 ]
 
@@ -87,6 +90,7 @@ class AuthController(Controller):
         summary="Sign in (OAuth2 password flow): an access token for an email and password",
         status_code=HTTP_200_OK,
         security=NO_TOKEN,
+        responses=errors(unauthorized="Wrong email or password, or a bad token sent along"),
     )
     async def sign_in(
         self,
@@ -102,6 +106,7 @@ class AuthController(Controller):
         operation_id="GetSigningKeys",
         summary="The public keys access tokens are signed with (JSON Web Key Set)",
         security=NO_TOKEN,
+        responses=errors(),
     )
     async def jwks(self, request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
         keys: SigningKeys = request.app.state.key_source
@@ -117,6 +122,7 @@ class UserController(Controller):
         operation_id="ListUsers",
         summary="List users, newest first (admin)",
         guards=[requires_admin],
+        responses=errors(403),
     )
     async def list_users(
         self, reads: Reads, limit: Limit, offset: Offset
@@ -128,12 +134,19 @@ class UserController(Controller):
         summary="Sign up: a new user who can then sign in",
         status_code=HTTP_201_CREATED,
         security=OPTIONAL_TOKEN,
+        responses=errors(conflict="A user with this email exists"),
     )
     async def create_user(self, users: UserService, data: UserCreate) -> UserRead:
         user = await users.sign_up(msgspec.structs.asdict(data))
         return users.to_schema(user, schema_type=UserRead)
 
-    @get("/me", operation_id="GetMe", summary="The signed-in user", guards=[requires_user])
+    @get(
+        "/me",
+        operation_id="GetMe",
+        summary="The signed-in user",
+        guards=[requires_user],
+        responses=errors(),
+    )
     async def get_me(self, request: Request[Any, Any, Any], reads: Reads) -> UserRead:
         me = current_user(request)
         try:
@@ -146,6 +159,7 @@ class UserController(Controller):
         operation_id="GetUser",
         summary="A user: yourself, or anyone for an admin",
         guards=[requires_user],
+        responses=errors(not_found="No such user, or someone else (unless you are an admin)"),
     )
     async def get_user(
         self, request: Request[Any, Any, Any], reads: Reads, user_id: Id
@@ -159,6 +173,7 @@ class UserController(Controller):
         summary="Delete a user with their cart and orders: yourself, or anyone for an admin",
         status_code=HTTP_204_NO_CONTENT,
         guards=[requires_user],
+        responses=errors(not_found="No such user, or someone else (unless you are an admin)"),
     )
     async def delete_user(
         self, request: Request[Any, Any, Any], users: UserService, user_id: Id
@@ -181,6 +196,7 @@ class ProductController(Controller):
         operation_id="ListProducts",
         summary="List products, optionally of one category or ids",
         security=OPTIONAL_TOKEN,
+        responses=errors(),
     )
     async def list_products(
         self,
@@ -194,34 +210,57 @@ class ProductController(Controller):
             annotate(product_category=category)
         return await reads.products(limit, offset, category, ids or ())
 
-    @post(operation_id="CreateProduct", status_code=HTTP_201_CREATED, guards=[requires_admin])
+    @post(
+        operation_id="CreateProduct",
+        summary="Add a product (admin)",
+        status_code=HTTP_201_CREATED,
+        guards=[requires_admin],
+        responses=errors(403),
+    )
     async def create_product(self, products: ProductService, data: ProductCreate) -> ProductRead:
-        product = await products.create(msgspec.structs.asdict(data), auto_commit=True)
+        product = await products.create(product_columns(data), auto_commit=True)
         annotate(product_id=product.id, product_category=product.category)
         return products.to_schema(product, schema_type=ProductRead)
 
-    @get("/{product_id:int}", operation_id="GetProduct", security=OPTIONAL_TOKEN)
+    @get(
+        "/{product_id:int}",
+        operation_id="GetProduct",
+        summary="A product",
+        security=OPTIONAL_TOKEN,
+        responses=errors(not_found="No such product"),
+    )
     async def get_product(self, reads: Reads, product_id: Id) -> ProductRead:
         annotate(product_id=product_id)
         product = await reads.product(product_id)
         annotate(product_category=product.category)
         return product
 
-    @put("/{product_id:int}", operation_id="UpdateProduct", guards=[requires_admin])
+    @put(
+        "/{product_id:int}",
+        operation_id="UpdateProduct",
+        summary="Change a product's fields: those sent (admin)",
+        guards=[requires_admin],
+        responses=errors(403, not_found="No such product"),
+    )
     async def update_product(
         self, products: ProductService, product_id: Id, data: ProductUpdate
     ) -> ProductRead:
         annotate(product_id=product_id)
-        changes = {k: v for k, v in msgspec.structs.asdict(data).items() if v is not msgspec.UNSET}
-        product = await products.update(changes, item_id=product_id, auto_commit=True)
+        product = await products.update(product_columns(data), item_id=product_id, auto_commit=True)
         annotate(product_category=product.category)
         return products.to_schema(product, schema_type=ProductRead)
 
     @delete(
         "/{product_id:int}",
         operation_id="DeleteProduct",
+        summary="Remove a product (admin)",
         status_code=HTTP_204_NO_CONTENT,
         guards=[requires_admin],
+        responses=errors(
+            403,
+            not_found="No such product",
+            conflict="The product is in orders, which keep it",
+        ),
     )
     async def delete_product(self, products: ProductService, product_id: Id) -> None:
         annotate(product_id=product_id)
@@ -244,20 +283,26 @@ class DemoController(Controller):
         "/users",
         operation_id="ListDemoUsers",
         summary="Users made by generate-users, who sign in with the demo password",
+        responses=errors(403),
     )
     async def list_demo_users(
         self, reads: Reads, limit: Limit, offset: Offset
     ) -> OffsetPagination[DemoUser]:
         return await reads.demo_users(limit, offset)
 
-    @post("/generate-users", operation_id="GenerateUsers", status_code=HTTP_201_CREATED)
+    # The body is required (`{}` for the default count): a body the spec requires must not
+    # be optional on the server, and an absent one is more likely a client's mistake.
+    @post(
+        "/generate-users",
+        operation_id="GenerateUsers",
+        summary="Add demo users",
+        status_code=HTTP_201_CREATED,
+        responses=errors(403),
+    )
     async def generate_users(
-        self,
-        request: Request[Any, Any, Any],
-        users: UserService,
-        data: GenerateRequest | None = None,
+        self, request: Request[Any, Any, Any], users: UserService, data: GenerateRequest
     ) -> Generated:
-        count = (data or GenerateRequest()).count
+        count = data.count
         fake = Faker()
         rows = [
             {
@@ -271,11 +316,15 @@ class DemoController(Controller):
         total = await users.create_demo(rows, request.app.state.settings.demo_password)
         return Generated(created=count, total=total)
 
-    @post("/generate-products", operation_id="GenerateProducts", status_code=HTTP_201_CREATED)
-    async def generate_products(
-        self, products: ProductService, data: GenerateRequest | None = None
-    ) -> Generated:
-        count = (data or GenerateRequest()).count
+    @post(
+        "/generate-products",
+        operation_id="GenerateProducts",
+        summary="Add demo products",
+        status_code=HTTP_201_CREATED,
+        responses=errors(403),
+    )
+    async def generate_products(self, products: ProductService, data: GenerateRequest) -> Generated:
+        count = data.count
         fake = Faker()
         rows = [
             {

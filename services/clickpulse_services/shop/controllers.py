@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from clickpulse_services.common.auth import current_user, requires_user
 from clickpulse_services.common.client_identity import SESSION_HEADER, client_address
+from clickpulse_services.common.openapi import errors
 from clickpulse_services.common.settings import ServiceSettings
 from clickpulse_services.common.web import Id, Limit, Offset
 from clickpulse_services.shop.carts import Carts
@@ -42,6 +43,7 @@ async def _order_service(db_session: AsyncSession, state: State) -> OrderService
 
 
 CALLER = Provide(_caller, sync_to_thread=False)
+NO_LINE = "Your cart has no such line"
 
 
 class CartController(Controller):
@@ -54,17 +56,25 @@ class CartController(Controller):
         "caller": CALLER,
     }
 
-    @get(operation_id="GetCart", summary="Your cart")
+    @get(operation_id="GetCart", summary="Your cart", responses=errors())
     async def get_cart(self, carts: CartService, caller: Caller) -> CartRead:
         return await carts.get(caller)
 
     @post(
-        operation_id="AddToCart", summary="Add a product to your cart", status_code=HTTP_201_CREATED
+        operation_id="AddToCart",
+        summary="Add a product to your cart",
+        status_code=HTTP_201_CREATED,
+        responses=errors(not_found="No such product"),
     )
     async def add_to_cart(self, carts: CartService, caller: Caller, data: CartAdd) -> CartRead:
         return await carts.add(caller, data.product_id, data.quantity)
 
-    @put("/{item_id:int}", operation_id="UpdateCartItem", summary="Change a line's quantity")
+    @put(
+        "/{item_id:int}",
+        operation_id="UpdateCartItem",
+        summary="Change a line's quantity",
+        responses=errors(not_found=NO_LINE),
+    )
     async def update_cart_item(
         self, carts: CartService, caller: Caller, item_id: Id, data: CartUpdate
     ) -> CartRead:
@@ -75,6 +85,7 @@ class CartController(Controller):
         operation_id="RemoveCartItem",
         summary="Remove a line from your cart",
         status_code=HTTP_204_NO_CONTENT,
+        responses=errors(not_found=NO_LINE),
     )
     async def remove_cart_item(self, carts: CartService, caller: Caller, item_id: Id) -> None:
         await carts.remove(caller, item_id)
@@ -87,7 +98,13 @@ class CheckoutController(Controller):
     dependencies = {"orders": Provide(_order_service), "caller": CALLER}
 
     @post(
-        operation_id="Checkout", summary="Your cart becomes an order", status_code=HTTP_201_CREATED
+        operation_id="Checkout",
+        summary="Your cart becomes an order",
+        status_code=HTTP_201_CREATED,
+        responses=errors(
+            not_found="A product in the cart no longer exists",
+            conflict="The cart is empty, or a product is short of stock (`extra.shortages`)",
+        ),
     )
     async def checkout(self, orders: OrderService, caller: Caller) -> OrderRead:
         return await orders.checkout(caller)
@@ -99,7 +116,7 @@ class OrderController(Controller):
     guards = [requires_user]
     dependencies = {"orders": Provide(_order_service), "caller": CALLER}
 
-    @get(operation_id="ListOrders", summary="Your orders, newest first")
+    @get(operation_id="ListOrders", summary="Your orders, newest first", responses=errors())
     async def list_orders(
         self, orders: OrderService, caller: Caller, limit: Limit, offset: Offset
     ) -> OffsetPagination[OrderRead]:
@@ -109,12 +126,21 @@ class OrderController(Controller):
         operation_id="CreateOrder",
         status_code=HTTP_201_CREATED,
         summary="Buy the given items directly, without the cart",
+        responses=errors(
+            not_found="No such product",
+            conflict="A product is short of stock (`extra.shortages`)",
+        ),
     )
     async def create_order(
         self, orders: OrderService, caller: Caller, data: OrderCreate
     ) -> OrderRead:
         return await orders.buy(caller, [(line.product_id, line.quantity) for line in data.items])
 
-    @get("/{order_id:int}", operation_id="GetOrder", summary="One of your orders")
+    @get(
+        "/{order_id:int}",
+        operation_id="GetOrder",
+        summary="One of your orders",
+        responses=errors(not_found="No such order of yours"),
+    )
     async def get_order(self, orders: OrderService, caller: Caller, order_id: Id) -> OrderRead:
         return await orders.one(caller, order_id)

@@ -8,8 +8,10 @@ from typing import Annotated
 
 import msgspec
 
+from clickpulse_services.common.openapi import MAX_ID
+
 Quantity = Annotated[int, msgspec.Meta(ge=1, le=1000)]
-ProductId = Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]
+ProductId = Annotated[int, msgspec.Meta(ge=1, le=MAX_ID)]
 
 
 class CartAdd(msgspec.Struct, forbid_unknown_fields=True):
