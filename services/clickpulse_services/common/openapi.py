@@ -8,16 +8,27 @@ them on each one:
 - 503: admission control sheds requests past capacity (common/admission.py), and a database or
   catalogue outage is a 503 too (common/database.py, shop/catalogue.py).
 An operation names the statuses of its own (403, 404, 409). Litestar documents 400 itself for
-each operation that takes parameters or a body: its validation errors are 400s, not 422s.
+each operation that takes parameters or a body (its validation errors are 400s, not 422s);
+`amend` says what it means here.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.openapi.spec import OpenAPI, OpenAPIHeader, OpenAPIResponse, OpenAPIType, Schema
+from litestar.openapi.spec import (
+    OpenAPI,
+    OpenAPIHeader,
+    OpenAPIResponse,
+    OpenAPIType,
+    Operation,
+    Parameter,
+    Reference,
+    Schema,
+)
 from litestar.plugins import OpenAPISchemaPlugin
 from litestar.typing import FieldDefinition
 
@@ -54,6 +65,7 @@ DEFAULTS = {
     404: "No such resource (or not yours)",
     409: "Conflicts with the current state",
 }
+INVALID = "A parameter or the body is not valid: `extra` says which and why"
 _NAMED = {"unauthorized": 401, "forbidden": 403, "not_found": 404, "conflict": 409}
 
 
@@ -99,16 +111,46 @@ _HEADERS: dict[str, dict[str, OpenAPIHeader]] = {
 }
 
 
-def document_error_headers(spec: OpenAPI) -> OpenAPI:
-    """Litestar's `ResponseSpec` cannot carry headers: add the ones clients act on (when to
-    retry, how to authenticate) to every 401, 429 and 503 of the spec."""
+def amend(spec: OpenAPI) -> OpenAPI:
+    """What Litestar's spec generator cannot say, said in the generated spec:
+    - the headers clients act on (when to retry, how to authenticate) on every 401, 429 and
+      503: a `ResponseSpec` carries no headers;
+    - what Litestar's own 400 means here (its description is the generic HTTP one);
+    - a query parameter that may be left out is a value or absent, never null (a query string
+      has no null), where Litestar writes `str | None` as `oneOf: [string, null]`."""
     for path_item in (spec.paths or {}).values():
         for method in ("get", "put", "post", "delete", "patch", "head", "options", "trace"):
-            operation = getattr(path_item, method, None)
-            for status, response in ((operation and operation.responses) or {}).items():
-                if status in _HEADERS and isinstance(response, OpenAPIResponse):
+            operation: Operation | None = getattr(path_item, method, None)
+            if operation is None:
+                continue
+            for status, response in (operation.responses or {}).items():
+                if not isinstance(response, OpenAPIResponse):
+                    continue
+                if status in _HEADERS:
                     response.headers = {**(response.headers or {}), **_HEADERS[status]}
+                if status == "400":
+                    response.description = INVALID
+            for parameter in operation.parameters or []:
+                if isinstance(parameter, Parameter) and parameter.param_in == "query":
+                    parameter.schema = _without_null(parameter.schema)
     return spec
+
+
+def _without_null(schema: Schema | Reference | None) -> Schema | Reference | None:
+    if not isinstance(schema, Schema) or not schema.one_of:
+        return schema
+    values = [
+        b for b in schema.one_of if not (isinstance(b, Schema) and b.type == OpenAPIType.NULL)
+    ]
+    if len(values) != 1 or len(values) == len(schema.one_of) or not isinstance(values[0], Schema):
+        return schema
+    # Litestar puts the parameter's own constraints and description beside the `oneOf`.
+    beside = {
+        f.name: getattr(schema, f.name)
+        for f in dataclasses.fields(schema)
+        if f.name != "one_of" and getattr(schema, f.name) is not None
+    }
+    return dataclasses.replace(values[0], **beside)
 
 
 class ClosedStructs(OpenAPISchemaPlugin):

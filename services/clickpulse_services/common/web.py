@@ -29,7 +29,7 @@ from clickpulse_services.common.database import (
     sqlalchemy_config,
     sqlalchemy_plugin,
 )
-from clickpulse_services.common.openapi import MAX_ID, ClosedStructs, document_error_headers
+from clickpulse_services.common.openapi import MAX_ID, ClosedStructs, amend
 from clickpulse_services.common.rate_limits import RateLimits
 from clickpulse_services.common.settings import ServiceSettings
 from clickpulse_services.common.telemetry import Telemetry, remember_exception
@@ -185,7 +185,7 @@ def create_app(
         on_shutdown=list(on_shutdown_hooks),
     )
     _allow_lists_every_method(app)
-    document_error_headers(app.openapi_schema)
+    amend(app.openapi_schema)
     router = app.asgi_router
 
     def route_of(path: str, method: str) -> str | None:
