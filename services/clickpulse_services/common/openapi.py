@@ -113,8 +113,8 @@ _HEADERS: dict[str, dict[str, OpenAPIHeader]] = {
 
 def amend(spec: OpenAPI) -> OpenAPI:
     """What Litestar's spec generator cannot say, said in the generated spec:
-    - the headers clients act on (when to retry, how to authenticate) on every 401, 429 and
-      503: a `ResponseSpec` carries no headers;
+    - the headers clients act on (when to retry, how to authenticate) on the 401, 429 and 503
+      of `errors()`: a `ResponseSpec` carries no headers;
     - what Litestar's own 400 means here (its description is the generic HTTP one);
     - a query parameter that may be left out is a value or absent, never null (a query string
       has no null), where Litestar writes `str | None` as `oneOf: [string, null]`."""
@@ -126,7 +126,7 @@ def amend(spec: OpenAPI) -> OpenAPI:
             for status, response in (operation.responses or {}).items():
                 if not isinstance(response, OpenAPIResponse):
                     continue
-                if status in _HEADERS:
+                if status in _HEADERS and _of_errors(response):
                     response.headers = {**(response.headers or {}), **_HEADERS[status]}
                 if status == "400":
                     response.description = INVALID
@@ -134,6 +134,13 @@ def amend(spec: OpenAPI) -> OpenAPI:
                 if isinstance(parameter, Parameter) and parameter.param_in == "query":
                     parameter.schema = _without_null(parameter.schema)
     return spec
+
+
+def _of_errors(response: OpenAPIResponse) -> bool:
+    """An answer `errors()` declared (not, say, the health check's own 503)."""
+    media = (response.content or {}).get("application/json")
+    schema = media.schema if media else None
+    return isinstance(schema, Reference) and schema.ref.endswith(f"/{ErrorBody.__name__}")
 
 
 def _without_null(schema: Schema | Reference | None) -> Schema | Reference | None:
