@@ -30,7 +30,7 @@ from clickpulse_services.common.database import (
     sqlalchemy_plugin,
 )
 from clickpulse_services.common.openapi import MAX_ID, ClosedStructs, amend
-from clickpulse_services.common.rate_limits import RateLimits
+from clickpulse_services.common.rate_limits import NAMES, RateLimits
 from clickpulse_services.common.settings import ServiceSettings
 from clickpulse_services.common.telemetry import Telemetry, remember_exception
 from clickpulse_services.common.tokens import KeySource, TokenVerifier
@@ -71,12 +71,12 @@ async def health(db_session: AsyncSession) -> Response[dict[str, str]]:
 def _too_many_requests(
     _: Request[Any, Any, Any], exc: TooManyRequestsException
 ) -> Response[dict[str, Any]]:
-    """Litestar's rate limiter sends the RateLimit headers; clients also get Retry-After
-    (RFC 9110) and a body that says which limit they hit."""
-    headers = dict(exc.headers or {})
-    reset = headers.get("RateLimit-Reset", "1")
-    policy = headers.get("RateLimit-Policy", "")
-    count, _sep, window = policy.partition("; w=")
+    """The rate limiter's RateLimit headers (common/rate_limits.py, or the CRUD API's passed
+    on by the shop), Retry-After (RFC 9110), and a body that says which limit was hit."""
+    given = {name.lower(): value for name, value in (exc.headers or {}).items()}
+    headers = {name: given[key.decode()] for key, name in NAMES.items() if key.decode() in given}
+    reset = given.get("ratelimit-reset", given.get("retry-after", "1"))
+    count, _sep, window = given.get("ratelimit-policy", "").partition("; w=")
     return Response(
         {
             "status_code": 429,

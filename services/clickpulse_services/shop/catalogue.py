@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import msgspec
-from litestar.exceptions import HTTPException, NotFoundException
+from litestar.exceptions import HTTPException, NotFoundException, TooManyRequestsException
 from litestar.status_codes import HTTP_503_SERVICE_UNAVAILABLE
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.trace import TracerProvider
@@ -84,6 +84,16 @@ class Catalogue:
             raise _unavailable(
                 f"the product catalogue (CRUD API) is unavailable: {type(exc).__name__}"
             ) from exc
+        if response.status_code == 429:
+            # The CRUD API counts the caller's forwarded token against the caller's own limit:
+            # that is the caller's 429, not this service being unavailable.
+            raise TooManyRequestsException(
+                headers={
+                    name: value
+                    for name, value in response.headers.items()
+                    if name.lower().startswith("ratelimit-") or name.lower() == "retry-after"
+                },
+            )
         if response.status_code not in (200, 404):
             # A 503 there (shed, or its database down) is a 503 here, with its Retry-After.
             raise _unavailable(f"the product catalogue answered {response.status_code}")
