@@ -93,10 +93,15 @@ def reset(session: nox.Session) -> None:
 
 @nox.session
 def sql(session: nox.Session) -> None:
-    """Run a query as the read-only analyst: `nox -s sql -- "SELECT ..."`."""
-    if len(session.posargs) != 1:
-        session.error('give one query: nox -s sql -- "SELECT count() FROM otel.otel_traces"')
-    _stack(session, "sql", session.posargs[0])
+    """Query ClickHouse as the read-only analyst: `nox -s sql -- "SELECT ..."` (or `--file F`,
+    `--format F`, `--param k=v`); with no query, an interactive shell."""
+    _ensure_env(session)
+    argv = [str(PY), "-m", "clickpulse.stack", "sql", *session.posargs]
+    # Replace nox rather than run under it: nox joins the child's stderr to stdout (an error
+    # would land in `> result.tsv`) and kills it 0.3 s after a Ctrl-C meant for a query.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(argv[0], argv)
 
 
 @nox.session

@@ -15,6 +15,7 @@ import warnings
 from rich.console import Console
 from rich.table import Table
 
+from clickpulse.sql import command as sql_command
 from clickpulse.stack import jwt_keys
 from clickpulse.stack.components import all_components
 from clickpulse.stack.processes import StackError
@@ -87,20 +88,6 @@ def reset(settings: Settings) -> None:
     console.print(f"data under {settings.state_dir} wiped; `nox -s up` starts afresh")
 
 
-def sql(settings: Settings, query: str) -> None:
-    from clickpulse.stack.clickhouse_client import reader_client
-
-    try:
-        result = reader_client(settings).query(query)
-    except Exception as exc:
-        raise StackError(str(exc).strip()) from None
-    table = Table(*result.column_names)
-    for row in result.result_rows:
-        table.add_row(*(str(value) for value in row))
-    console.print(table)
-    console.print(f"{len(result.result_rows)} row(s)", style="dim")
-
-
 def migrate(settings: Settings) -> None:
     """Applies the ClickHouse migrations only (compose runs this as a one-shot service)."""
     from clickpulse.stack import migrations
@@ -165,8 +152,10 @@ def main(argv: list[str] | None = None) -> None:
     p_logs = sub.add_parser("logs")
     p_logs.add_argument("name")
     p_logs.add_argument("-f", "--follow", action="store_true")
-    p_sql = sub.add_parser("sql")
-    p_sql.add_argument("query")
+    p_sql = sub.add_parser(
+        "sql", help="query ClickHouse as the read-only analyst (no query: the shell)"
+    )
+    sql_command.add_arguments(p_sql)
     args = parser.parse_args(argv)
     settings = Settings.from_env()
     if getattr(args, "workers", None):
@@ -189,7 +178,7 @@ def main(argv: list[str] | None = None) -> None:
         elif args.command == "rotate-key":
             rotate_key(settings)
         elif args.command == "sql":
-            sql(settings, args.query)
+            sys.exit(sql_command.run(settings, args))
     except StackError as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False)
         sys.exit(1)

@@ -1,0 +1,143 @@
+"""What went wrong, said to the analyst: who may do what they tried, where the syntax breaks,
+which limit a query hit and how to raise it for that query."""
+
+from __future__ import annotations
+
+import math
+import re
+
+from rich.markup import escape
+
+from clickpulse.sql.stream import QueryFailed
+
+READONLY_CODES = {164, 497}  # READONLY, ACCESS_DENIED
+_GRANT = re.compile(r"necessary to have the grant (.+?) ON (\S+?)\.? \(|grant (.+?) ON (\S+)\.?$")
+_POSITION = re.compile(r"failed at position (\d+)")
+_EXPECTED = re.compile(r"Expected one of: (.*?)\.?$", re.S)
+_MAXIMUM = re.compile(r"maximum: ([\d.]+) ?([KMGT]i?B|B|ms|s|seconds)?", re.I)
+_CONTROLLED_BY = re.compile(r"controlled by '(\w+)' setting")
+_SOURCES = ("READ ON", "FILE", "URL", "REMOTE", "S3", "HDFS", "MYSQL", "POSTGRES", "JDBC", "ODBC")
+
+
+def explain(error: QueryFailed, sql: str) -> str:
+    """Rich markup, several lines: ours first, ClickHouse's own message last."""
+    theirs = f"[dim]ClickHouse: {escape(error.message)} ({error.name or error.code})[/dim]"
+    if error.name == "UNREACHABLE":
+        return f"ClickHouse does not answer ({escape(error.message)}); start it with `nox -s up`"
+    if error.code in READONLY_CODES:
+        return f"{_read_only(error.message)}\n{theirs}"
+    if error.name == "SYNTAX_ERROR" or error.code == 62:
+        return _syntax(error.message, sql)
+    if error.name == "MEMORY_LIMIT_EXCEEDED" or error.code == 241:
+        return f"{_memory(error.message)}\n{theirs}"
+    if error.name in {"TIMEOUT_EXCEEDED", "TOO_SLOW"} or error.code in {159, 160}:
+        return f"{_time(error.message)}\n{theirs}"
+    limit = _CONTROLLED_BY.search(error.message)
+    if limit is not None:
+        name = limit.group(1)
+        return (
+            f"the query went over the [bold]{name}[/bold] limit; raise it for this query by"
+            f" ending it with `SETTINGS {name} = ...`\n{theirs}"
+        )
+    if error.name == "UNKNOWN_QUERY_PARAMETER" or error.code == 456:
+        name = re.search(r"Substitution `?(\w+)`? is not set", error.message)
+        placeholder = name.group(1) if name else "name"
+        return (
+            f"the query has a {{{placeholder}:Type}} placeholder and no value for it: give one"
+            f" with --param {placeholder}=VALUE (in the shell: \\param {placeholder}=VALUE)"
+        )
+    if error.name == "AUTHENTICATION_FAILED" or error.code == 516:
+        return f"ClickHouse refused the analyst's password (see the stack's secrets.env)\n{theirs}"
+    return f"{escape(error.message)} ({error.name or error.code})"
+
+
+def _read_only(message: str) -> str:
+    grant = _GRANT.search(message)
+    privilege, target = (
+        (grant.group(1) or grant.group(3), grant.group(2) or grant.group(4)) if grant else ("", "")
+    )
+    who = "[bold]the analyst is read-only[/bold]: it may SELECT from otel.* and analytics.*"
+    if privilege.startswith("READ") or any(word in privilege for word in _SOURCES[1:]):
+        return (
+            f"{who}, and no user may read files, URLs or other servers through ClickHouse's"
+            " network ports (clickhouse/users.xml): query the tables instead"
+        )
+    if privilege.startswith("INSERT"):
+        return (
+            f"{who}; rows are written by [bold]otel_writer[/bold] (the collector, INSERT into"
+            " otel.* only) and the views; [bold]admin[/bold] may write anywhere"
+        )
+    if privilege.startswith(("SELECT", "SHOW")):
+        return f"{who}; {escape(target)} is for [bold]admin[/bold]"
+    if not privilege:
+        return (
+            f"{who} and change settings for its queries; writes and schema changes are for"
+            " [bold]admin[/bold] (a migration in clickhouse/migrations/)"
+        )
+    return (
+        f"{who}; {escape(privilege)} is for [bold]admin[/bold], through a migration in"
+        " clickhouse/migrations/ that `nox -s up` applies"
+    )
+
+
+def _syntax(message: str, sql: str) -> str:
+    text = message
+    expected = _EXPECTED.search(text)
+    if expected is not None:
+        choices = [c.strip() for c in expected.group(1).split(",")]
+        if len(choices) > 8:
+            shown = ", ".join(choices[:8])
+            text = text[: expected.start(1)] + f"{shown} (and {len(choices) - 8} more)."
+    position = _POSITION.search(message)
+    where = ""
+    if position is not None:
+        # ClickHouse counts bytes from 1.
+        offset = len(sql.encode()[: int(position.group(1)) - 1].decode(errors="ignore"))
+        line_no = sql.count("\n", 0, offset) + 1
+        start = sql.rfind("\n", 0, offset) + 1
+        end = sql.find("\n", offset)
+        line = sql[start : end if end >= 0 else len(sql)]
+        column = offset - start + 1
+        caret = " " * (column - 1) + "[red]^[/red]"
+        where = f" at line {line_no}, column {column}:\n  {escape(line)}\n  {caret}"
+    return f"[bold]syntax error[/bold]{where}\n[dim]ClickHouse: {escape(text)}[/dim]"
+
+
+def _maximum(message: str) -> tuple[float, str] | None:
+    match = _MAXIMUM.search(message)
+    return (float(match.group(1)), match.group(2) or "") if match else None
+
+
+def _memory(message: str) -> str:
+    lower = message.lower()
+    if "(total)" in lower or "total memory" in lower:
+        return (
+            "the server as a whole ran out of memory (max_server_memory_usage); no query setting"
+            " raises that: narrow the query (a shorter time range, fewer columns, a LIMIT)"
+        )
+    setting = "max_memory_usage_for_user" if "user memory" in lower else "max_memory_usage"
+    limit = _maximum(message)
+    suggestion = "'8Gi'"
+    shown = ""
+    if limit is not None:
+        value, unit = limit
+        shown = f" ({value:g} {unit})"
+        if unit.endswith("iB") and unit != "B":
+            suggestion = f"'{math.ceil(value * 2)}{unit[0]}i'"
+    return (
+        f"the query needed more memory than [bold]{setting}[/bold]{shown} allows; raise it for"
+        f" this query by ending it with `SETTINGS {setting} = {suggestion}`"
+    )
+
+
+def _time(message: str) -> str:
+    limit = _maximum(message)
+    seconds = 60.0
+    if limit is not None:
+        value, unit = limit
+        seconds = value / 1000 if unit == "ms" else value
+    raised = max(2, math.ceil(seconds * 2))
+    return (
+        f"the query ran longer than [bold]max_execution_time[/bold] ({seconds:g} s); raise it"
+        f" for this query by ending it with `SETTINGS max_execution_time = {raised}`"
+    )
