@@ -33,10 +33,10 @@ def _ensure_env(session: nox.Session) -> None:
     if STAMP.exists() and STAMP.read_text() == _deps_hash() and PY.exists():
         return
     uv = shutil.which("uv")
+    # The installers' output is a log, never a session's result (`nox -s sql -- ... > f.tsv`).
+    log = {"stdout": sys.stderr, "external": True}
     if uv:
-        session.run(
-            uv, "venv", "--allow-existing", "--python", sys.executable, str(VENV), external=True
-        )
+        session.run(uv, "venv", "--allow-existing", "--python", sys.executable, str(VENV), **log)
         session.run(
             uv,
             "pip",
@@ -45,12 +45,12 @@ def _ensure_env(session: nox.Session) -> None:
             str(PY),
             "-e",
             EXTRAS,
-            external=True,
             env={"VIRTUAL_ENV": str(VENV)},
+            **log,
         )
     else:
-        session.run(sys.executable, "-m", "venv", str(VENV), external=True)
-        session.run(str(PY), "-m", "pip", "install", "-q", "-e", EXTRAS, external=True)
+        session.run(sys.executable, "-m", "venv", str(VENV), **log)
+        session.run(str(PY), "-m", "pip", "install", "-q", "-e", EXTRAS, **log)
     STAMP.write_text(_deps_hash())
 
 

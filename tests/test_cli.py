@@ -3,8 +3,12 @@ nox sessions call)."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
+
+import pytest
 
 from clickpulse.stack.settings import REPO_ROOT
 
@@ -18,7 +22,13 @@ def stack(*args: str) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         timeout=300,
-        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
+        # The stack's ports and state folder come from CLICKPULSE_* when set (another stack on
+        # the same machine); nothing else of the caller's environment.
+        env={
+            **{k: v for k, v in os.environ.items() if k.startswith("CLICKPULSE_")},
+            "COLUMNS": "200",
+            "PATH": "/usr/bin:/bin",
+        },
     )
 
 
@@ -36,22 +46,50 @@ def test_up_is_idempotent() -> None:
     assert result.stdout.count("already running") == len(NAMES)
 
 
-def test_sql_prints_a_table_as_the_reader() -> None:
-    result = stack("sql", "SELECT currentUser() AS who, count() AS spans FROM otel.otel_traces")
+def test_sql_answers_as_the_reader() -> None:
+    result = stack(
+        "sql", "SELECT currentUser() AS who, count() > 0 AS has_spans FROM otel.otel_traces"
+    )
     assert result.returncode == 0, result.stderr
-    assert "who" in result.stdout and "spans" in result.stdout
-    assert "analyst" in result.stdout
-    assert "1 row(s)" in result.stdout
+    assert result.stdout.splitlines()[0] == "who\thas_spans"
+    assert result.stdout.splitlines()[1].startswith("analyst\t")
 
 
 def test_sql_errors_are_clear_and_write_nothing() -> None:
     result = stack("sql", "DROP TABLE otel.otel_traces")
     assert result.returncode == 1
-    assert "error:" in result.stdout
-    assert "readonly" in result.stdout.lower() or "ACCESS_DENIED" in result.stdout
+    assert result.stdout == ""
+    assert "error:" in result.stderr and "the analyst is read-only" in result.stderr
     typo = stack("sql", "SELEC 1")
     assert typo.returncode == 1
-    assert "SYNTAX_ERROR" in typo.stdout
+    assert "syntax error at line 1, column 1" in typo.stderr
+
+
+@pytest.mark.skipif(shutil.which("nox") is None, reason="nox is not on PATH")
+def test_nox_sql_keeps_its_own_log_out_of_the_result() -> None:
+    """`nox -s sql -- ... > file`: the session hands over to the command, so the file gets the
+    rows and nothing else, and errors stay on stderr."""
+    env = {**os.environ, "NO_COLOR": "1"}
+    ok = subprocess.run(
+        ["nox", "-s", "sql", "--", "SELECT 1 AS one"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert (ok.returncode, ok.stdout) == (0, "one\n1\n"), ok.stderr
+    assert "Running session sql" in ok.stderr
+    bad = subprocess.run(
+        ["nox", "-s", "sql", "--", "SELEC 1"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert (bad.returncode, bad.stdout) == (1, "")
+    assert "syntax error" in bad.stderr
 
 
 def test_logs_of_an_unknown_component_names_the_known_ones() -> None:

@@ -4,7 +4,9 @@ formats and messages as the command line, and `\\d` to see what there is to quer
 
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
 
 from clickhouse_connect.driver.exceptions import ClickHouseError
 from prompt_toolkit import PromptSession
@@ -74,9 +76,12 @@ class Shell:
         )
 
     def run(self) -> int:
-        self.settings.state_dir.mkdir(parents=True, exist_ok=True)
+        history = Path(
+            os.environ.get("CLICKPULSE_SQL_HISTORY", self.settings.state_dir / "sql_history")
+        )
+        history.parent.mkdir(parents=True, exist_ok=True)
         session: PromptSession[str] = PromptSession(
-            history=FileHistory(str(self.settings.state_dir / "sql_history")),
+            history=FileHistory(str(history)),
             multiline=True,
             key_bindings=_keys(),
             lexer=PygmentsLexer(SqlLexer),
