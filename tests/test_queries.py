@@ -115,3 +115,52 @@ def test_audience_states_agree_with_the_raw_rows(reader: Client) -> None:
     # HyperLogLog with 2^12 cells: ~1.6 % standard error once past a few hundred values;
     # 5 % is three standard errors. A state of the wrong column is off by far more.
     assert hourly == pytest.approx(raw, rel=0.05)
+
+
+def _cli(*args: str) -> list[dict[str, str]]:
+    """Rows of `nox -s sql`'s command, piped (TSV with a header), as the README runs it."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "clickpulse.stack", "sql", *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    header, *lines = done.stdout.splitlines()
+    return [dict(zip(header.split("\t"), line.split("\t"), strict=True)) for line in lines]
+
+
+def test_the_readme_tasks_slowest_checkout_its_trace_and_a_sessions_errors(
+    traffic: dict[str, Any],
+) -> None:
+    checkouts = _cli("--file", str(QUERIES / "slowest_checkouts.sql"), "--param", "hours=1")
+    assert 1 <= len(checkouts) <= 10
+    durations = [float(row["ms"]) for row in checkouts]
+    assert durations == sorted(durations, reverse=True)
+
+    spans = _cli(
+        "--file",
+        str(QUERIES / "trace_spans.sql"),
+        "--param",
+        f"trace_id={checkouts[0]['trace_id']}",
+    )
+    assert (spans[0]["service"], spans[0]["span"]) == ("ecommerce-api", "POST /checkout")
+    assert {"ecommerce-api", "crud-api"} <= {span["service"] for span in spans}
+    assert [s["started"] for s in spans] == sorted(s["started"] for s in spans)
+    ids = {span["span_id"] for span in spans}
+    assert all(span["parent_id"] in ids for span in spans[1:]), "one tree, root first"
+
+    errors = _cli(
+        "--file",
+        str(QUERIES / "session_errors.sql"),
+        "--param",
+        f"session_id={traffic['session_id']}",
+    )
+    assert {(row["endpoint"], row["status_code"]) for row in errors} == {
+        ("/products/{product_id}", "404"),
+        ("/products", "500"),
+    }

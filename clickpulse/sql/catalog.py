@@ -19,7 +19,12 @@ def list_tables(client: Client, console: Console) -> None:
         " ORDER BY database, name",
         parameters={"dbs": list(ANALYST_DATABASES)},
     ).result_rows
-    table = Table("table", "engine", "rows", "comment", title="the analyst's tables")
+    table = Table(title="the analyst's tables")
+    # Names are what the analyst copies into a query: never cut them, wrap the comments.
+    table.add_column("table", no_wrap=True)
+    table.add_column("engine", no_wrap=True)
+    table.add_column("rows", justify="right", no_wrap=True)
+    table.add_column("comment")
     for database, name, engine, total_rows, comment in rows:
         table.add_row(
             f"{database}.{name}",
@@ -47,7 +52,10 @@ def describe_table(client: Client, console: Console, name: str) -> None:
         " WHERE database = {db:String} AND table = {name:String} ORDER BY position",
         parameters={"db": database, "name": table_name},
     ).result_rows
-    table = Table("column", "type", "comment", title=f"{database}.{table_name}", caption=comment)
+    table = Table(title=f"{database}.{table_name}", caption=comment)
+    table.add_column("column", no_wrap=True)
+    table.add_column("type", no_wrap=True)
+    table.add_column("comment")
     for column, column_type, column_comment in columns:
         table.add_row(str(column), str(column_type), str(column_comment))
     console.print(table)

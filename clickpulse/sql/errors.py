@@ -14,7 +14,7 @@ READONLY_CODES = {164, 497}  # READONLY, ACCESS_DENIED
 _GRANT = re.compile(r"necessary to have the grant (.+?) ON (\S+?)\.? \(|grant (.+?) ON (\S+)\.?$")
 _POSITION = re.compile(r"failed at position (\d+)")
 _EXPECTED = re.compile(r"Expected one of: (.*?)\.?$", re.S)
-_MAXIMUM = re.compile(r"maximum: ([\d.]+) ?([KMGT]i?B|B|ms|s|seconds)?", re.I)
+_MAXIMUM = re.compile(r"maximum: ([\d.]+) ?(ms|s|seconds)?", re.I)
 _CONTROLLED_BY = re.compile(r"controlled by '(\w+)' setting")
 _SOURCES = ("READ ON", "FILE", "URL", "REMOTE", "S3", "HDFS", "MYSQL", "POSTGRES", "JDBC", "ODBC")
 
@@ -108,6 +108,10 @@ def _maximum(message: str) -> tuple[float, str] | None:
     return (float(match.group(1)), match.group(2) or "") if match else None
 
 
+_SIZE = re.compile(r"(would use|maximum:) ([\d.]+) (B|KiB|MiB|GiB|TiB)")
+_UNITS = {"B": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}
+
+
 def _memory(message: str) -> str:
     lower = message.lower()
     if "(total)" in lower or "total memory" in lower:
@@ -116,18 +120,25 @@ def _memory(message: str) -> str:
             " raises that: narrow the query (a shorter time range, fewer columns, a LIMIT)"
         )
     setting = "max_memory_usage_for_user" if "user memory" in lower else "max_memory_usage"
-    limit = _maximum(message)
-    suggestion = "'8Gi'"
+    sizes = {word: float(value) * _UNITS[unit] for word, value, unit in _SIZE.findall(message)}
     shown = ""
-    if limit is not None:
-        value, unit = limit
-        shown = f" ({value:g} {unit})"
-        if unit.endswith("iB") and unit != "B":
-            suggestion = f"'{math.ceil(value * 2)}{unit[0]}i'"
+    suggestion = "'8Gi'"
+    if "maximum:" in sizes:
+        shown = f" ({_readable(sizes['maximum:'])})"
+        # Twice what the query was about to use when it stopped, which may be far past the limit.
+        suggestion = f"'{_readable(2 * max(sizes.values()), ceil=True).replace(' ', '')[:-1]}'"
     return (
         f"the query needed more memory than [bold]{setting}[/bold]{shown} allows; raise it for"
         f" this query by ending it with `SETTINGS {setting} = {suggestion}`"
     )
+
+
+def _readable(size: float, *, ceil: bool = False) -> str:
+    for unit in ("TiB", "GiB", "MiB", "KiB"):
+        if size >= _UNITS[unit]:
+            value = size / _UNITS[unit]
+            return f"{math.ceil(value) if ceil else round(value, 2):g} {unit}"
+    return f"{math.ceil(size)} B"
 
 
 def _time(message: str) -> str:
