@@ -11,6 +11,7 @@ from rich.markup import escape
 from clickpulse.sql.stream import QueryFailed
 
 READONLY_CODES = {164, 497}  # READONLY, ACCESS_DENIED
+_FILE_FUNCTION = re.compile(r"\bfile\s*\(", re.I)
 _GRANT = re.compile(r"necessary to have the grant (.+?) ON (\S+?)\.? \(|grant (.+?) ON (\S+)\.?$")
 _POSITION = re.compile(r"failed at position (\d+)")
 _EXPECTED = re.compile(r"Expected one of: (.*?)\.?$", re.S)
@@ -25,6 +26,14 @@ def explain(error: QueryFailed, sql: str) -> str:
     if error.name == "UNREACHABLE":
         return f"ClickHouse does not answer ({escape(error.message)}); start it with `nox -s up`"
     if error.code in READONLY_CODES:
+        if "READ ON FILE" in error.message and not _FILE_FUNCTION.search(sql):
+            # chdb's server is clickhouse-local's code: a table name it does not know (no
+            # database, or `db.table` in one pair of backquotes) is tried as a file path.
+            return (
+                "no such table: the analyst's tables are otel.* and analytics.*, named with"
+                " their database (\\d in the shell lists them); this ClickHouse reads an unknown"
+                f" table name as a file, which nobody may\n{theirs}"
+            )
         return f"{_read_only(error.message)}\n{theirs}"
     if error.name == "SYNTAX_ERROR" or error.code == 62:
         return _syntax(error.message, sql)
