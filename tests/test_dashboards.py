@@ -211,3 +211,20 @@ def test_revenue_equals_the_orders_in_postgresql(
     )
     (value,) = _query(reader, expand(revenue.sql, everything))[1][0]
     assert value == pytest.approx(float(asyncio.run(orders_total())), abs=0.01)
+
+
+def test_most_viewed_products_are_named(reader: Client, traffic: dict[str, Any]) -> None:
+    """By the name the product had when it was viewed (app.product.name), not "#17"."""
+    panel = next(p for p in DASHBOARDS["business"].panels if p.title == "Most viewed products")
+    start, end = reader.query(
+        "SELECT min(timestamp), max(timestamp) FROM analytics.request_metrics"
+        " WHERE session_id = {s:String}",
+        parameters={"s": traffic["session_id"]},
+    ).result_rows[0]
+    around = TimeRange(
+        start.replace(tzinfo=UTC) - timedelta(seconds=1),
+        end.replace(tzinfo=UTC) + timedelta(seconds=2),
+    )
+    _, rows = _query(reader, expand(panel.sql, around, Variables({"region": ["eu-west"]})))
+    # Viewed once by the session, once by the shop confirming the product for the cart.
+    assert rows == [("Traffic Lamp", "home", 2)], rows

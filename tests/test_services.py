@@ -120,6 +120,7 @@ def test_crud_endpoints_become_rows_with_route_templates(
         assert row["response_time_ms"] > 0
         assert len(row["trace_id"]) == 32
     assert rows[3]["product_id"] == pid and rows[3]["product_category"] == "toys"
+    assert rows[3]["product_name"] == "Test Widget"
     assert rows[2]["response_size"] > 0
     assert rows[4]["request_size"] == len(b'{"stock":7}')
     assert rows[2]["transaction_amount"] is None and rows[2]["cart_items_count"] is None
@@ -183,6 +184,7 @@ def test_cart_and_checkout_become_rows_with_business_fields_and_one_trace(
     assert checkout["cart_items_count"] == 4
     assert checkout["order_id"] == body["id"]
     assert edge[0]["product_id"] == a["id"] and edge[0]["product_category"] == "toys"
+    assert edge[0]["product_name"] == "Test Widget"
     assert edge[2]["cart_items_count"] == 3
     assert all(r["region"] == "eu-west" and r["user_id"] == str(user_id) for r in edge)
 

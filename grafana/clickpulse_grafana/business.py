@@ -95,8 +95,9 @@ SELECT time, sum(users) AS users FROM (
             title="Most viewed products",
             type="table",
             sql=f"""
-SELECT concat('#', toString(product_id)) AS product, category, views FROM (
-  SELECT product_id, any(product_category) AS category, count() AS views
+SELECT ifNull(name, concat('#', toString(product_id))) AS product, category, views FROM (
+  SELECT product_id, anyLast(product_name) AS name, any(product_category) AS category,
+         count() AS views
   FROM {RAW}
   WHERE $__timeFilter(timestamp) AND {FILTERS}
     AND method = 'GET' AND endpoint = '/products/{{product_id}}' AND status_code = 200

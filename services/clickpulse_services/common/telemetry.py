@@ -96,6 +96,7 @@ def annotate(**attributes: AttributeValue | None) -> None:
 
 BUSINESS_ATTRIBUTES = {
     "product_id": "app.product.id",
+    "product_name": "app.product.name",
     "product_category": "app.product.category",
     "transaction_amount": "app.transaction.amount",
     "cart_items_count": "app.cart.items_count",

@@ -219,7 +219,11 @@ class ProductController(Controller):
     )
     async def create_product(self, products: ProductService, data: ProductCreate) -> ProductRead:
         product = await products.create(product_columns(data), auto_commit=True)
-        annotate(product_id=product.id, product_category=product.category)
+        annotate(
+            product_id=product.id,
+            product_name=product.name,
+            product_category=product.category,
+        )
         return products.to_schema(product, schema_type=ProductRead)
 
     @get(
@@ -232,7 +236,7 @@ class ProductController(Controller):
     async def get_product(self, reads: Reads, product_id: Id) -> ProductRead:
         annotate(product_id=product_id)
         product = await reads.product(product_id)
-        annotate(product_category=product.category)
+        annotate(product_name=product.name, product_category=product.category)
         return product
 
     @put(
@@ -247,7 +251,7 @@ class ProductController(Controller):
     ) -> ProductRead:
         annotate(product_id=product_id)
         product = await products.update(product_columns(data), item_id=product_id, auto_commit=True)
-        annotate(product_category=product.category)
+        annotate(product_name=product.name, product_category=product.category)
         return products.to_schema(product, schema_type=ProductRead)
 
     @delete(

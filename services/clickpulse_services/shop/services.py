@@ -68,7 +68,9 @@ class CartService:
     async def add(self, caller: Caller, product_id: int, quantity: int) -> CartRead:
         """Adds at the catalogue's current price (the CRUD API confirms the product)."""
         product = await self.catalogue.product(product_id, headers=caller.forward)
-        annotate(product_id=product.id, product_category=product.category)
+        annotate(
+            product_id=product.id, product_name=product.name, product_category=product.category
+        )
         cart = await self.carts.add(caller.user_id, product.id, quantity, product.price)
         if cart is None:
             raise user_gone(caller.user_id)
