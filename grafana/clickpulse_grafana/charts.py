@@ -23,8 +23,23 @@ BACKGROUND = "#111217"
 PANEL = "#181b1f"
 TEXT = "#ccccdc"
 GRID = "#2c3235"
-# Vega's own time format: 24-hour clock.
-TIME_FORMAT = "%H:%M"
+
+
+def time_format(span: tuple[datetime, datetime]) -> str:
+    """Tick labels as Grafana 11.6 picks them (UPlotAxisBuilder: the format of the tick
+    increment's unit, from systemDateFormats.interval), in Vega's notation, 24-hour clock.
+    Vega chooses its own ticks; about ten fit a panel, so the increment is taken as a tenth of
+    the range (a 5-minute range ticks every 30 s: HH:mm:ss, not eight "21:23" in a row)."""
+    increment = (span[1] - span[0]).total_seconds() / 10
+    if increment < 60:
+        return "%H:%M:%S"
+    if increment <= 3600:
+        return "%H:%M"
+    if increment <= 86400:
+        return "%m/%d %H:%M"
+    return "%m/%d"
+
+
 UNIT_TITLES = {
     "reqps": "req/s",
     "percentunit": "%",
@@ -57,7 +72,12 @@ def _axis_format(unit: str | None) -> dict[str, Any]:
         return {"labelExpr": "format(datum.value / 1048576, '.0f') + ' MiB'"}
     if unit == "currencyUSD":
         return {"format": "$~s"}
-    return {"format": "~s"}
+    # SI prefixes from 1,000 up (1.5k, as Grafana's "short"), plain decimals below: "~s" alone
+    # writes 0.16 as "160m", which reads as 160 million.
+    return {
+        "labelExpr": "abs(datum.value) >= 1000 ? format(datum.value, '~s')"
+        " : format(datum.value, '~r')"
+    }
 
 
 def timeseries(
@@ -81,7 +101,7 @@ def timeseries(
             x=alt.X(
                 "time:T",
                 title=f"time ({zone})",
-                axis=alt.Axis(format=TIME_FORMAT),
+                axis=alt.Axis(format=time_format(span)),
                 scale=alt.Scale(domain=[_local(t, zone) for t in span]),
             ),
             y=alt.Y(
