@@ -8,7 +8,7 @@ import asyncio
 import dataclasses
 import statistics
 import tempfile
-import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,19 +21,13 @@ from clickpulse_services.common.tokens import TokenIssuer, TokenVerifier
 from litestar import Litestar, get
 from litestar.datastructures import State
 from litestar.params import FromPath
-from litestar.types import ASGIApp, Message, ReceiveMessage, Scope
+from litestar.types import ASGIApp, Scope
 
 from clickpulse.stack import jwt_keys
 from clickpulse.stack.settings import Settings
 from clickpulse_bench.common import console
 from clickpulse_bench.report import md_table
-
-BASE_HEADERS = [
-    (b"host", b"127.0.0.1:8001"),
-    (b"user-agent", b"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/126.0"),
-    (b"x-forwarded-for", b"10.1.2.3"),
-    (b"accept", b"application/json"),
-]
+from clickpulse_bench.span_cost import HEADERS, per_request_us, product_scope
 
 
 @get("/products/{product_id:int}", sync_to_thread=False)
@@ -41,42 +35,21 @@ def _product(product_id: FromPath[int]) -> dict[str, Any]:
     return {"id": product_id, "name": "Widget", "category": "books", "price": "12.50"}
 
 
-def _scope(product_id: int, token: str | None) -> Scope:
-    path = f"/products/{product_id}"
-    headers = list(BASE_HEADERS)
-    if token is not None:
-        headers.append((b"authorization", f"Bearer {token}".encode()))
-    scope: dict[str, Any] = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": headers,
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 8001),
-        "state": {},
-    }
-    return scope  # type: ignore[return-value]
+# What the load generator sends, without the span bench's stand-in token.
+BASE_HEADERS = [h for h in HEADERS if h[0] != b"authorization"]
+
+
+def _requests(tokens: list[str | None]) -> Callable[[int], Scope]:
+    """The i-th request sends tokens[i] (None: no Authorization header)."""
+    headers = [
+        [*BASE_HEADERS, (b"authorization", f"Bearer {t}".encode())] if t else BASE_HEADERS
+        for t in tokens
+    ]
+    return lambda i: product_scope(i % 50 + 1, headers[i])
 
 
 async def _per_request_us(app: ASGIApp, tokens: list[str | None]) -> float:
-    async def receive() -> ReceiveMessage:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: Message) -> None:
-        return None
-
-    for i in range(500):  # warm-up: route caches, signature models
-        await app(_scope(i % 50 + 1, tokens[0]), receive, send)
-    started = time.process_time()
-    for i, token in enumerate(tokens):
-        await app(_scope(i % 50 + 1, token), receive, send)
-    return (time.process_time() - started) / len(tokens) * 1e6
+    return await per_request_us(app, _requests(tokens), len(tokens))
 
 
 def _mean_session_requests() -> float:
