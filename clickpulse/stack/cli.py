@@ -16,9 +16,9 @@ from rich.console import Console
 from rich.table import Table
 
 from clickpulse.sql import command as sql_command
-from clickpulse.stack import jwt_keys
+from clickpulse.stack import jwt_keys, topology
 from clickpulse.stack.components import all_components
-from clickpulse.stack.processes import StackError
+from clickpulse.stack.processes import ManagedProcess, StackError
 from clickpulse.stack.settings import REPO_ROOT, Settings
 
 console = Console()
@@ -26,10 +26,31 @@ console = Console()
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
 
+def other_clickhouse_nodes(settings: Settings) -> list[ManagedProcess]:
+    """ClickHouse nodes a previous `up` started for another topology (their pid files)."""
+    current = {c.name for c in all_components(settings)}
+    return [
+        ManagedProcess(
+            name=pid_file.stem,
+            argv=[],
+            log_file=settings.logs_dir / f"{pid_file.stem}.log",
+            pid_file=pid_file,
+            cwd=settings.state_dir,
+        )
+        for pid_file in sorted(settings.run_dir.glob("clickhouse*.pid"))
+        if pid_file.stem not in current
+    ]
+
+
 def up(settings: Settings) -> None:
     components = all_components(settings)
     for component in components:
         component.prepare()
+    # Another topology's nodes hold node 1's ports; their data stays for when it comes back.
+    for process in other_clickhouse_nodes(settings):
+        if process.stop():
+            console.print(f"{process.name}: stopped (not part of {settings.topology.describe()})")
+    topology.store(settings.state_dir, settings.topology)
     for component in components:
         started = time.monotonic()
         proc = component.process.running()
@@ -49,10 +70,16 @@ def down(settings: Settings) -> None:
             console.print(f"{component.name}: stopped")
         else:
             console.print(f"{component.name}: was not running")
+    for process in other_clickhouse_nodes(settings):
+        if process.stop():
+            console.print(f"{process.name}: stopped")
 
 
 def status(settings: Settings) -> bool:
-    table = Table(title=f"clickpulse local stack ({settings.state_dir})")
+    title = f"clickpulse local stack ({settings.state_dir})"
+    if settings.topology.clustered:
+        title += f", ClickHouse cluster of {settings.topology.describe()}"
+    table = Table(title=title)
     for column in ("component", "pid", "address", "healthy"):
         table.add_column(column)
     all_healthy = True
@@ -85,16 +112,22 @@ def reset(settings: Settings) -> None:
     down(settings)
     for sub in ("clickhouse", "postgres", "collector/queue", "logs", "run"):
         shutil.rmtree(settings.state_dir / sub, ignore_errors=True)
+    for cluster in settings.state_dir.glob("clickhouse-*x*"):
+        shutil.rmtree(cluster, ignore_errors=True)
     console.print(f"data under {settings.state_dir} wiped; `nox -s up` starts afresh")
 
 
 def migrate(settings: Settings) -> None:
-    """Applies the ClickHouse migrations only (compose runs this as a one-shot service)."""
+    """Applies the ClickHouse migrations only (compose runs this as a one-shot service), on
+    every node of a cluster."""
     from clickpulse.stack import migrations
     from clickpulse.stack.clickhouse_client import admin_client
 
-    applied = migrations.apply(admin_client(settings))
-    console.print(f"applied: {', '.join(applied) or 'nothing pending'}")
+    schema = migrations.schema_for(settings)
+    for node in settings.clickhouse_nodes:
+        applied = migrations.apply(admin_client(settings, node), schema=schema)
+        prefix = f"{node.name}: " if settings.topology.clustered else ""
+        console.print(f"{prefix}applied: {', '.join(applied) or 'nothing pending'}")
 
 
 def rotate_key(settings: Settings) -> None:
@@ -136,6 +169,22 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument("--compose", action="store_true", help="use compose.yaml (Docker)")
         if name == "up":
             p.add_argument(
+                "--shards",
+                type=int,
+                choices=range(1, topology.MAX_SHARDS + 1),
+                metavar="N",
+                help="ClickHouse shards (default 1, or what the last `up` chose; "
+                "env CLICKPULSE_CH_SHARDS)",
+            )
+            p.add_argument(
+                "--copies",
+                type=int,
+                choices=range(1, topology.MAX_COPIES + 1),
+                metavar="N",
+                help="copies of each shard, on nodes of their own (default 1; "
+                "env CLICKPULSE_CH_COPIES)",
+            )
+            p.add_argument(
                 "--workers",
                 type=int,
                 choices=range(1, 65),
@@ -160,6 +209,13 @@ def main(argv: list[str] | None = None) -> None:
     settings = Settings.from_env()
     if getattr(args, "workers", None):
         settings = dataclasses.replace(settings, service_workers=args.workers)
+    if getattr(args, "shards", None) or getattr(args, "copies", None):
+        chosen = dataclasses.replace(
+            settings.topology,
+            shards=args.shards or settings.topology.shards,
+            copies=args.copies or settings.topology.copies,
+        )
+        settings = dataclasses.replace(settings, topology=chosen)
     try:
         if getattr(args, "compose", False):
             compose(settings, args.command)

@@ -6,12 +6,14 @@ import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
 from clickpulse.stack.settings import Settings
+from clickpulse.stack.topology import Node
 
 
-def _client(settings: Settings, user: str, password: str) -> Client:
+def _client(settings: Settings, user: str, password: str, node: Node | None = None) -> Client:
+    """Node 1 unless told otherwise: in a cluster every node answers for the whole cluster."""
     return clickhouse_connect.get_client(
-        host=settings.ch_host,
-        port=settings.ports.clickhouse_http,
+        host=node.host if node else settings.ch_host,
+        port=node.http_port if node else settings.ports.clickhouse_http,
         username=user,
         password=password,
         # The analyst is readonly=2; clickhouse-connect must not try to change its settings.
@@ -19,12 +21,12 @@ def _client(settings: Settings, user: str, password: str) -> Client:
     )
 
 
-def admin_client(settings: Settings) -> Client:
-    return _client(settings, settings.ch_admin_user, settings.ch_admin_password)
+def admin_client(settings: Settings, node: Node | None = None) -> Client:
+    return _client(settings, settings.ch_admin_user, settings.ch_admin_password, node)
 
 
-def reader_client(settings: Settings) -> Client:
-    return _client(settings, settings.ch_reader_user, settings.ch_reader_password)
+def reader_client(settings: Settings, node: Node | None = None) -> Client:
+    return _client(settings, settings.ch_reader_user, settings.ch_reader_password, node)
 
 
 def writer_client(settings: Settings) -> Client:

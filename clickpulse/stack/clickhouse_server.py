@@ -7,7 +7,10 @@ launcher cancels it with `KILL QUERY`: that ends the call normally and the proce
 The block does not read stdin or a FIFO, because that would need `READ ON FILE` for `default`.
 
 Run as `python -m clickpulse.stack.clickhouse_server --data DIR --http-port P --native-port P`
-with the CLICKPULSE_CH_*_PASSWORD variables set (clickhouse/users.xml reads them).
+with the CLICKPULSE_CH_*_PASSWORD variables set (clickhouse/users.xml reads them). A node of the
+local cluster adds `--include-config FILE` (its cluster, macros, background pools) and
+`--include-users FILE` (the user its peers connect as): ClickHouse merges them as it merges any
+config.d/ and users.d/ file.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import argparse
 import base64
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -57,7 +61,24 @@ def _cancel_block(http_port: int) -> None:
         response.read()
 
 
-def serve(data_dir: Path, *, listen_host: str, http_port: int, native_port: int) -> int:
+def _install_includes(folder: Path, files: list[Path]) -> None:
+    """Replaces what a previous start left in `folder` (config.d/ or users.d/) with `files`."""
+    shutil.rmtree(folder, ignore_errors=True)
+    if files:
+        folder.mkdir()
+        for path in files:
+            shutil.copyfile(path, folder / path.name)
+
+
+def serve(
+    data_dir: Path,
+    *,
+    listen_host: str,
+    http_port: int,
+    native_port: int,
+    include_config: list[Path] | None = None,
+    include_users: list[Path] | None = None,
+) -> int:
     data_dir.mkdir(parents=True, exist_ok=True)
     # Importing chdb opens an embedded session that reads ./config.xml: keep it away from ours.
     import_cwd = data_dir / "import-cwd"
@@ -67,12 +88,21 @@ def serve(data_dir: Path, *, listen_host: str, http_port: int, native_port: int)
 
     server_dir = data_dir / "server"
     server_dir.mkdir(exist_ok=True)
+    users_xml = USERS_XML
+    _install_includes(server_dir / "config.d", include_config or [])
+    _install_includes(server_dir / "users.d", include_users or [])
+    if include_users:
+        # ClickHouse merges the users.d/ beside the users file it was given: a link to the
+        # shared file here (edits still reload), so a single server reads users.xml alone.
+        users_xml = server_dir / "users.xml"
+        users_xml.unlink(missing_ok=True)
+        users_xml.symlink_to(USERS_XML)
     (server_dir / "config.xml").write_text(
         render_config(
             listen_host=listen_host,
             http_port=http_port,
             native_port=native_port,
-            users_xml=USERS_XML,
+            users_xml=users_xml,
         )
     )
     os.chdir(server_dir)
@@ -119,12 +149,16 @@ def main() -> None:
     parser.add_argument("--listen-host", default="127.0.0.1")
     parser.add_argument("--http-port", type=int, default=8123)
     parser.add_argument("--native-port", type=int, default=9000)
+    parser.add_argument("--include-config", type=Path, action="append", default=[])
+    parser.add_argument("--include-users", type=Path, action="append", default=[])
     args = parser.parse_args()
     code = serve(
         args.data.resolve(),
         listen_host=args.listen_host,
         http_port=args.http_port,
         native_port=args.native_port,
+        include_config=[p.resolve() for p in args.include_config],
+        include_users=[p.resolve() for p in args.include_users],
     )
     sys.stdout.flush()
     # Skip interpreter teardown: chdb's static destructors can hang after the engine stopped.

@@ -14,11 +14,14 @@ from pathlib import Path
 
 import psutil
 
-from clickpulse.stack import collector_build, jwt_keys
+from clickpulse.stack import collector_build, jwt_keys, topology
 from clickpulse.stack.processes import ManagedProcess, StackError, http_ok
-from clickpulse.stack.settings import Settings
+from clickpulse.stack.settings import REPO_ROOT, Settings
+from clickpulse.stack.topology import Node
 
 PG_SYSTEM_USER = "postgres"
+# The user a cluster's nodes reach each other as (a users.d/ file of each node).
+CLUSTER_USERS_XML = REPO_ROOT / "clickhouse" / "cluster" / "users.xml"
 
 
 @dataclass
@@ -57,47 +60,76 @@ def _managed(settings: Settings, name: str, **kwargs: object) -> ManagedProcess:
 
 
 class ClickHouse(Component):
-    def __init__(self, settings: Settings) -> None:
+    """One ClickHouse node: the single server, or one copy of one shard of a local cluster."""
+
+    def __init__(self, settings: Settings, node: Node | None = None) -> None:
         self.settings = settings
-        ports = settings.ports
-        data = settings.state_dir / "clickhouse"
+        self.node = node or settings.clickhouse_nodes[0]
+        clustered = settings.topology.clustered
+        self.data = settings.clickhouse_dir
+        if clustered:
+            self.data = self.data / self.node.slug
+        self.cluster_file = self.data / "cluster.xml"
+        http, native = self.node.http_port, self.node.native_port
+        argv = [
+            sys.executable,
+            "-m",
+            "clickpulse.stack.clickhouse_server",
+            "--data",
+            str(self.data),
+            "--listen-host",
+            settings.host,
+            "--http-port",
+            str(http),
+            "--native-port",
+            str(native),
+        ]
+        env = clickhouse_password_env(settings)
+        if clustered:
+            argv += ["--include-config", str(self.cluster_file)]
+            argv += ["--include-users", str(CLUSTER_USERS_XML)]
+            env["CLICKPULSE_CH_CLUSTER_PASSWORD"] = settings.ch_cluster_password
+        address = f"http://{settings.host}:{http} native:{native}"
+        if clustered:
+            address += f" (shard {self.node.shard}, copy {self.node.copy})"
         super().__init__(
             process=_managed(
                 settings,
-                "clickhouse",
-                argv=[
-                    sys.executable,
-                    "-m",
-                    "clickpulse.stack.clickhouse_server",
-                    "--data",
-                    str(data),
-                    "--listen-host",
-                    settings.host,
-                    "--http-port",
-                    str(ports.clickhouse_http),
-                    "--native-port",
-                    str(ports.clickhouse_native),
-                ],
+                self.node.name,
+                argv=argv,
                 cwd=settings.state_dir,
-                env=clickhouse_password_env(settings),
-                ports=[ports.clickhouse_http, ports.clickhouse_native],
-                healthy=lambda: http_ok(
-                    f"http://{settings.host}:{ports.clickhouse_http}/ping", expect=b"Ok."
-                ),
+                env=env,
+                ports=[http, native],
+                healthy=lambda: http_ok(f"http://{settings.host}:{http}/ping", expect=b"Ok."),
                 start_timeout=60.0,
             ),
-            address=(
-                f"http://{settings.host}:{ports.clickhouse_http} native:{ports.clickhouse_native}"
-            ),
+            address=address,
         )
+
+    def prepare(self) -> None:
+        if self.settings.topology.clustered:
+            self.data.mkdir(parents=True, exist_ok=True)
+            self.cluster_file.write_text(
+                topology.cluster_config(
+                    self.settings.topology, self.settings.clickhouse_nodes, self.node
+                )
+            )
+
+    def is_current(self, proc: psutil.Process) -> bool:
+        """The same node of the same topology (its data folder and ports are on the line)."""
+        try:
+            return proc.cmdline()[1:] == list(self.process.argv)[1:]
+        except psutil.Error:
+            return False
 
     def after_start(self) -> None:
         from clickpulse.stack import migrations
         from clickpulse.stack.clickhouse_client import admin_client
 
-        applied = migrations.apply(admin_client(self.settings))
+        client = admin_client(self.settings, self.node)
+        applied = migrations.apply(client, schema=migrations.schema_for(self.settings))
         if applied:
-            print(f"clickhouse: applied migrations {', '.join(applied)}")
+            print(f"{self.node.name}: applied migrations {', '.join(applied)}")
 
 
 def clickhouse_password_env(settings: Settings) -> dict[str, str]:
@@ -276,7 +308,7 @@ class Collector(Component):
                     "CLICKPULSE_COLLECTOR_STORAGE_DIR": str(self.storage),
                     "CLICKPULSE_OTLP_GRPC_ENDPOINT": f"{host}:{p.otlp_grpc}",
                     "CLICKPULSE_OTLP_HTTP_ENDPOINT": f"{host}:{p.otlp_http}",
-                    "CLICKPULSE_CH_ENDPOINT": f"tcp://{host}:{p.clickhouse_native}?dial_timeout=5s",
+                    "CLICKPULSE_CH_ENDPOINT": clickhouse_endpoint(settings),
                     "CLICKPULSE_CH_WRITER_USER": settings.ch_writer_user,
                     "CLICKPULSE_CH_WRITER_PASSWORD": settings.ch_writer_password,
                 },
@@ -290,6 +322,25 @@ class Collector(Component):
     def prepare(self) -> None:
         collector_build.ensure_collector(self.settings)
         self.storage.mkdir(parents=True, exist_ok=True)
+
+    def is_current(self, proc: psutil.Process) -> bool:
+        """Pointed at the ClickHouse node(s) of these settings (a new topology restarts it)."""
+        try:
+            environ = proc.environ()
+        except psutil.Error:
+            return False
+        return all(environ.get(k) == v for k, v in self.process.env.items())
+
+
+def clickhouse_endpoint(settings: Settings) -> str:
+    """The exporter's DSN. A cluster's nodes are all listed: each insert goes to the next node
+    in turn (round_robin) and, when that one is down, to the one after it; whichever node takes
+    it, its Distributed tables split it over the shards."""
+    hosts = ",".join(f"{n.host}:{n.native_port}" for n in settings.clickhouse_nodes)
+    options = "dial_timeout=5s"
+    if settings.topology.clustered:
+        options += "&connection_open_strategy=round_robin"
+    return f"tcp://{hosts}?{options}"
 
 
 def uvicorn_argv(app: str, host: str, port: int, workers: int) -> list[str]:
@@ -362,11 +413,15 @@ class WebService(Component):
             return False
 
 
+def clickhouse_nodes(settings: Settings) -> list[ClickHouse]:
+    return [ClickHouse(settings, node) for node in settings.clickhouse_nodes]
+
+
 def all_components(settings: Settings) -> list[Component]:
     """In start order: storage first, then the collector, then the services that need both."""
     p = settings.ports
     return [
-        ClickHouse(settings),
+        *clickhouse_nodes(settings),
         Postgres(settings),
         Collector(settings),
         WebService(settings, "crud-api", "clickpulse_services.crud.app:app", p.crud_api),

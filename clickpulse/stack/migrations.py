@@ -4,6 +4,9 @@ Each file holds idempotent statements (IF NOT EXISTS), so a run interrupted half
 run again. Applied files are recorded with their checksum in `clickpulse_meta.schema_migrations`;
 editing an applied file is refused: schema changes go in a new file.
 
+On a cluster each node gets every migration, rendered by cluster_schema (local tables, their
+Distributed twins under today's names); each node records what it applied.
+
 Written by hand because the maintained Python migrators for ClickHouse either need the native
 driver with one statement per file or a cluster setup; this is ~60 lines over clickhouse-connect.
 """
@@ -17,8 +20,10 @@ from pathlib import Path
 
 from clickhouse_connect.driver.client import Client
 
+from clickpulse.stack import cluster_schema
+from clickpulse.stack.cluster_schema import SINGLE, Schema, ShardTable
 from clickpulse.stack.processes import StackError
-from clickpulse.stack.settings import REPO_ROOT
+from clickpulse.stack.settings import REPO_ROOT, Settings
 
 MIGRATIONS_DIR = REPO_ROOT / "clickhouse" / "migrations"
 _NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
@@ -57,8 +62,18 @@ def discover(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     return migrations
 
 
-def apply(client: Client, directory: Path = MIGRATIONS_DIR) -> list[str]:
-    """Applies what is pending; returns the versions applied now."""
+def schema_for(settings: Settings, directory: Path = MIGRATIONS_DIR) -> Schema:
+    """As written for one node; rendered for the cluster of the settings' topology."""
+    if not settings.topology.clustered:
+        return SINGLE
+    statements = [s for m in discover(directory) for s in m.statements()]
+    return cluster_schema.cluster_schema(
+        cluster_schema.created_databases(statements), settings.topology.replication
+    )
+
+
+def apply(client: Client, directory: Path = MIGRATIONS_DIR, schema: Schema = SINGLE) -> list[str]:
+    """Applies what is pending on the node `client` talks to; returns the versions applied."""
     client.command("CREATE DATABASE IF NOT EXISTS clickpulse_meta")
     client.command(
         "CREATE TABLE IF NOT EXISTS clickpulse_meta.schema_migrations ("
@@ -78,12 +93,20 @@ def apply(client: Client, directory: Path = MIGRATIONS_DIR) -> list[str]:
                 )
             continue
         for statement in migration.statements():
-            try:
-                client.command(statement)
-            except Exception as exc:
-                raise StackError(
-                    f"migration {migration.version} failed: {exc}\nstatement:\n{statement}"
-                ) from exc
+            for step in cluster_schema.render(statement, schema):
+                try:
+                    if isinstance(step, ShardTable):
+                        cluster_schema.shard_table(client, step, schema)
+                    else:
+                        client.command(step)
+                except StackError:
+                    raise
+                except Exception as exc:
+                    raise StackError(
+                        f"migration {migration.version} failed: {exc}\nstatement:\n{step}"
+                    ) from exc
+        if schema.clustered:
+            cluster_schema.sync_distributed(client, schema)
         client.insert(
             "clickpulse_meta.schema_migrations",
             [[migration.version, migration.checksum]],

@@ -14,12 +14,16 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+from clickpulse.stack import topology as topo
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 SECRET_NAMES = (
     "CLICKPULSE_CH_ADMIN_PASSWORD",
     "CLICKPULSE_CH_WRITER_PASSWORD",
     "CLICKPULSE_CH_READER_PASSWORD",
+    # The user cluster nodes reach each other as (a cluster's nodes only).
+    "CLICKPULSE_CH_CLUSTER_PASSWORD",
     "CLICKPULSE_PG_PASSWORD",
     # The CRUD API's administrator (admin@clickpulse.test): product writes, demo data.
     "CLICKPULSE_ADMIN_PASSWORD",
@@ -90,11 +94,36 @@ class Settings:
     ch_admin_user: str = "admin"
     ch_writer_user: str = "otel_writer"
     ch_reader_user: str = "analyst"
+    topology: topo.Topology = topo.SINGLE_NODE
 
     @classmethod
     def from_env(cls) -> Settings:
         state = Path(os.environ.get("CLICKPULSE_STATE_DIR", REPO_ROOT / ".stack")).resolve()
-        return cls(state_dir=state, ports=Ports.from_env(), service_workers=_workers())
+        return cls(
+            state_dir=state,
+            ports=Ports.from_env(),
+            service_workers=_workers(),
+            topology=topo.topology_from_env(state),
+        )
+
+    @property
+    def clickhouse_nodes(self) -> list[topo.Node]:
+        """Node 1 on the ClickHouse ports above; in a cluster, the others after it."""
+        return topo.nodes(
+            self.topology,
+            host=self.ch_host,
+            http_port=self.ports.clickhouse_http,
+            native_port=self.ports.clickhouse_native,
+            base_port=topo.cluster_base_port() if self.topology.clustered else 0,
+        )
+
+    @property
+    def clickhouse_dir(self) -> Path:
+        """Data of the ClickHouse node(s): a cluster's nodes in a folder of their own per
+        topology (a 2x2 cluster's shards are not a 3x2's; data is never resharded)."""
+        if not self.topology.clustered:
+            return self.state_dir / "clickhouse"
+        return self.state_dir / f"clickhouse-{self.topology.label}"
 
     @property
     def ch_host(self) -> str:
@@ -149,6 +178,10 @@ class Settings:
     @property
     def ch_reader_password(self) -> str:
         return self.secrets["CLICKPULSE_CH_READER_PASSWORD"]
+
+    @property
+    def ch_cluster_password(self) -> str:
+        return self.secrets["CLICKPULSE_CH_CLUSTER_PASSWORD"]
 
     @property
     def pg_password(self) -> str:
