@@ -162,6 +162,27 @@ def free_port() -> int:
         return port
 
 
+def free_port_run(count: int) -> int:
+    """The first of `count` consecutive ports nothing listens on now (a cluster's nodes take
+    theirs from a base port), below the kernel's range for outgoing connections."""
+    import random
+
+    for _ in range(200):
+        base = random.randrange(20_000, 32_000 - count)
+        if all(_bindable(port) for port in range(base, base + count)):
+            return base
+    raise StackError(f"found no {count} consecutive free ports in 20000-32000")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
 def ensure_port_free(port: int, *, needed_by: str) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -95,6 +95,8 @@ class Settings:
     ch_writer_user: str = "otel_writer"
     ch_reader_user: str = "analyst"
     topology: topo.Topology = topo.SINGLE_NODE
+    # Where the nodes after the first take their ports (a cluster only).
+    ch_cluster_base_port: int = topo.DEFAULT_CLUSTER_BASE_PORT
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -104,6 +106,7 @@ class Settings:
             ports=Ports.from_env(),
             service_workers=_workers(),
             topology=topo.topology_from_env(state),
+            ch_cluster_base_port=topo.cluster_base_port(),
         )
 
     @property
@@ -114,7 +117,7 @@ class Settings:
             host=self.ch_host,
             http_port=self.ports.clickhouse_http,
             native_port=self.ports.clickhouse_native,
-            base_port=topo.cluster_base_port() if self.topology.clustered else 0,
+            base_port=self.ch_cluster_base_port,
         )
 
     @property
