@@ -8,14 +8,17 @@ import json
 import os
 import re
 import subprocess
+import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from clickpulse.stack.cli import compose_env
+from clickpulse.stack.cli import COMPOSE_CLUSTER, compose_env
+from clickpulse.stack.processes import StackError
 from clickpulse.stack.settings import REPO_ROOT, Settings
+from clickpulse.stack.topology import Topology
 
 LONG_RUNNING = {
     "clickhouse",
@@ -145,3 +148,110 @@ def test_the_services_get_the_signing_key_and_refuse_to_start_without_it(
     assert (
         "CLICKPULSE_JWT_PRIVATE_KEY" in result.stderr and "nox -s up -- --compose" in result.stderr
     )
+
+
+CLUSTER_NODES = ("clickhouse", "clickhouse-s1c2", "clickhouse-s2c1", "clickhouse-s2c2")
+
+
+@pytest.fixture(scope="module")
+def cluster_services(
+    secrets_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
+    """What `nox -s up -- --compose --shards 2 --copies 2` loads: the profile and topology."""
+    state = tmp_path_factory.mktemp("compose-cluster-state")
+    env = compose_env(dataclasses.replace(Settings.from_env(), state_dir=state), COMPOSE_CLUSTER)
+    assert "cluster" in env["COMPOSE_PROFILES"].split(",")
+    result = _run({**secrets_env, **env}, *env["COMPOSE_PROFILES"].split(","))
+    assert result.returncode == 0, result.stderr
+    loaded: dict[str, Any] = json.loads(result.stdout)
+    return loaded
+
+
+def _mounts(service: dict[str, Any]) -> dict[str, str]:
+    return {m["target"]: m["source"] for m in service.get("volumes", []) if m["type"] == "bind"}
+
+
+def test_one_node_without_the_cluster_profile(services: dict[str, Any]) -> None:
+    assert not set(CLUSTER_NODES[1:]) & set(services) and "keeper" not in services
+    mounts = _mounts(services["clickhouse"])
+    for target in (
+        "/etc/clickhouse-server/config.d/topology.xml",
+        "/etc/clickhouse-server/users.d/topology.xml",
+    ):
+        assert "/clickhouse/topology/single/" in mounts[target]
+        assert ET.parse(mounts[target]).getroot().findall("*") == [], target
+    assert services["collector"]["environment"]["CLICKPULSE_CH_ENDPOINT"] == (
+        "tcp://clickhouse:9000?dial_timeout=5s"
+    )
+    assert "CLICKPULSE_CH_SHARDS" not in services["clickhouse-migrations"]["environment"]
+
+
+def test_the_cluster_profile_runs_two_replicated_shards_through_keeper(
+    cluster_services: dict[str, Any],
+) -> None:
+    assert set(CLUSTER_NODES) | {"keeper"} <= set(cluster_services)
+    config_file = _mounts(cluster_services["clickhouse"])[
+        "/etc/clickhouse-server/config.d/topology.xml"
+    ]
+    config = ET.parse(config_file).getroot()
+    shards = config.findall("./remote_servers/clickpulse/shard")
+    assert [s.findtext("internal_replication") for s in shards] == ["true", "true"]
+    hosts = [[r.findtext("host") for r in s.findall("replica")] for s in shards]
+    assert hosts == [list(CLUSTER_NODES[:2]), list(CLUSTER_NODES[2:])]
+    assert config.findtext("./zookeeper/node/host") == "keeper"
+    places = set()
+    for name in CLUSTER_NODES:
+        node = cluster_services[name]
+        env = node["environment"]
+        places.add((env["CLICKPULSE_CH_SHARD"], env["CLICKPULSE_CH_REPLICA"]))
+        # Replicas fetch parts from each other by hostname.
+        assert node["hostname"] == name
+        mounts = _mounts(node)
+        assert mounts["/etc/clickhouse-server/config.d/topology.xml"] == config_file
+        assert mounts["/etc/clickhouse-server/users.d/topology.xml"].endswith(
+            "clickhouse/topology/cluster/users.xml"
+        )
+        assert mounts["/etc/clickhouse-server/users.xml"].endswith("clickhouse/users.xml")
+        for variable in re.findall(r'from_env="([A-Z0-9_]+)"', Path(config_file).read_text()):
+            assert variable in env, (name, variable)
+        data = [m for m in node["volumes"] if m["type"] == "volume"]
+        assert [m["target"] for m in data] == ["/var/lib/clickhouse"]
+    assert places == {("1", "c1"), ("1", "c2"), ("2", "c1"), ("2", "c2")}
+    # Node 1 is the only one published: readers (Grafana, the load audit) are unchanged.
+    assert all(not cluster_services[n].get("ports") for n in CLUSTER_NODES[1:])
+    assert cluster_services["keeper"]["healthcheck"]["test"]
+    assert "keeper" in cluster_services["clickhouse-s2c2"]["depends_on"]
+
+
+def test_in_the_cluster_profile_the_collector_and_migrations_reach_every_node(
+    cluster_services: dict[str, Any], tmp_path: Path
+) -> None:
+    endpoint = cluster_services["collector"]["environment"]["CLICKPULSE_CH_ENDPOINT"]
+    assert endpoint.startswith("tcp://" + ",".join(f"{n}:9000" for n in CLUSTER_NODES) + "?")
+    assert "connection_open_strategy=round_robin" in endpoint
+    job = cluster_services["clickhouse-migrations"]
+    env = job["environment"]
+    assert (env["CLICKPULSE_CH_SHARDS"], env["CLICKPULSE_CH_COPIES"]) == ("2", "2")
+    assert env["CLICKPULSE_CH_REPLICATION"] == "keeper"
+    assert env["CLICKPULSE_CH_NODE_HOSTS"].split(",") == list(CLUSTER_NODES)
+    assert set(CLUSTER_NODES) <= set(job["depends_on"])
+    # The job's settings resolve to those nodes, ReplicatedMergeTree shards among them.
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update({k: v for k, v in saved.items() if not k.startswith("CLICKPULSE_")})
+    os.environ.update({**env, "CLICKPULSE_STATE_DIR": str(tmp_path)})
+    try:
+        settings = Settings.from_env()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    assert [(n.host, n.http_port) for n in settings.clickhouse_nodes] == [
+        (n, 8123) for n in CLUSTER_NODES
+    ]
+    assert settings.topology == COMPOSE_CLUSTER
+
+
+def test_other_cluster_shapes_are_refused_for_compose(tmp_path: Path) -> None:
+    settings = dataclasses.replace(Settings.from_env(), state_dir=tmp_path)
+    with pytest.raises(StackError, match="runs 2 shard"):
+        compose_env(settings, Topology(shards=3, copies=2, replication="keeper"))

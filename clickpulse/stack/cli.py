@@ -141,24 +141,46 @@ def rotate_key(settings: Settings) -> None:
     )
 
 
-def compose_env(settings: Settings) -> dict[str, str]:
+# What compose.yaml's cluster profile runs (clickhouse/topology/cluster/): its nodes are
+# written out as services, so other shapes need an edited compose.yaml.
+COMPOSE_CLUSTER = topology.Topology(shards=2, copies=2, replication="keeper")
+
+
+def compose_env(
+    settings: Settings, cluster: topology.Topology = topology.SINGLE_NODE
+) -> dict[str, str]:
     """The secrets compose.yaml requires, from the local state folder unless already set: the
-    token-signing key (made on first use, as for the local stack) and the admin's password."""
+    token-signing key (made on first use, as for the local stack) and the admin's password;
+    for a cluster, its profile and topology."""
     env = dict(os.environ)
     env.setdefault("CLICKPULSE_JWT_PRIVATE_KEY", jwt_keys.ensure(settings.jwt_keys_dir).read_text())
     env.setdefault("CLICKPULSE_ADMIN_PASSWORD", settings.admin_password)
+    if cluster.clustered:
+        if (cluster.shards, cluster.copies) != (COMPOSE_CLUSTER.shards, COMPOSE_CLUSTER.copies):
+            raise StackError(
+                f"compose's cluster profile runs {COMPOSE_CLUSTER.describe()} (its nodes are "
+                f"services in compose.yaml), not {cluster.describe()}"
+            )
+        env["CLICKPULSE_CH_TOPOLOGY"] = "cluster"
+        profiles = [p for p in env.get("COMPOSE_PROFILES", "").split(",") if p]
+        env["COMPOSE_PROFILES"] = ",".join([*profiles, "cluster"])
     return env
 
 
-def compose(settings: Settings, action: str) -> None:
+def compose(settings: Settings, action: str, cluster: topology.Topology) -> None:
     docker = shutil.which("docker")
     if docker is None:
         raise StackError(
             "--compose needs Docker with the compose plugin; the default local stack does not"
         )
     argv = [docker, "compose", "-f", str(REPO_ROOT / "compose.yaml")]
-    argv += {"up": ["up", "-d", "--build", "--wait"], "down": ["down"], "status": ["ps"]}[action]
-    raise SystemExit(subprocess.call(argv, cwd=REPO_ROOT, env=compose_env(settings)))
+    # `down` stops the cluster profile's nodes too, whichever way the stack was started.
+    argv += {
+        "up": ["up", "-d", "--build", "--wait"],
+        "down": ["--profile", "cluster", "down"],
+        "status": ["ps"],
+    }[action]
+    raise SystemExit(subprocess.call(argv, cwd=REPO_ROOT, env=compose_env(settings, cluster)))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -210,15 +232,21 @@ def main(argv: list[str] | None = None) -> None:
     if getattr(args, "workers", None):
         settings = dataclasses.replace(settings, service_workers=args.workers)
     if getattr(args, "shards", None) or getattr(args, "copies", None):
+        known = settings.topology
         chosen = dataclasses.replace(
-            settings.topology,
-            shards=args.shards or settings.topology.shards,
-            copies=args.copies or settings.topology.copies,
+            known, shards=args.shards or known.shards, copies=args.copies or known.copies
         )
         settings = dataclasses.replace(settings, topology=chosen)
     try:
         if getattr(args, "compose", False):
-            compose(settings, args.command)
+            # Only what is asked for on this command line: the local stack's last topology
+            # is not compose's.
+            asked = topology.Topology(
+                shards=getattr(args, "shards", None) or 1,
+                copies=getattr(args, "copies", None) or 1,
+                replication="keeper",
+            )
+            compose(settings, args.command, asked)
         elif args.command == "up":
             up(settings)
         elif args.command == "down":

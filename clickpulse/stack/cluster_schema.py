@@ -34,7 +34,8 @@ from clickhouse_connect.driver.client import Client
 from clickpulse.stack.processes import StackError
 from clickpulse.stack.topology import CLUSTER, Replication
 
-# The cluster user may read and append to `shard_*` databases (clickhouse/cluster/users.xml).
+# The cluster's user may read and append to `shard_*` databases
+# (clickhouse/topology/cluster/users.xml).
 LOCAL_PREFIX = "shard_"
 
 # Spans of one trace on one shard: a lookup by TraceId reads one shard

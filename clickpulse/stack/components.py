@@ -21,7 +21,7 @@ from clickpulse.stack.topology import Node
 
 PG_SYSTEM_USER = "postgres"
 # The user a cluster's nodes reach each other as (a users.d/ file of each node).
-CLUSTER_USERS_XML = REPO_ROOT / "clickhouse" / "cluster" / "users.xml"
+CLUSTER_USERS_XML = REPO_ROOT / "clickhouse" / "topology" / "cluster" / "users.xml"
 
 
 @dataclass

@@ -97,6 +97,8 @@ class Settings:
     topology: topo.Topology = topo.SINGLE_NODE
     # Where the nodes after the first take their ports (a cluster only).
     ch_cluster_base_port: int = topo.DEFAULT_CLUSTER_BASE_PORT
+    # A host per node (compose's cluster profile); none: every node on `host`.
+    ch_node_hosts: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -107,6 +109,7 @@ class Settings:
             service_workers=_workers(),
             topology=topo.topology_from_env(state),
             ch_cluster_base_port=topo.cluster_base_port(),
+            ch_node_hosts=topo.node_hosts(),
         )
 
     @property
@@ -118,6 +121,7 @@ class Settings:
             http_port=self.ports.clickhouse_http,
             native_port=self.ports.clickhouse_native,
             base_port=self.ch_cluster_base_port,
+            hosts=self.ch_node_hosts,
         )
 
     @property

@@ -139,23 +139,43 @@ def cluster_base_port() -> int:
     return int(raw)
 
 
+def node_hosts() -> tuple[str, ...]:
+    """CLICKPULSE_CH_NODE_HOSTS: one host per node, shard by shard (compose's cluster profile,
+    where every node is a container answering on the same ports)."""
+    raw = os.environ.get("CLICKPULSE_CH_NODE_HOSTS", "")
+    return tuple(host.strip() for host in raw.split(",") if host.strip())
+
+
 def nodes(
-    topology: Topology, *, host: str, http_port: int, native_port: int, base_port: int
+    topology: Topology,
+    *,
+    host: str,
+    http_port: int,
+    native_port: int,
+    base_port: int,
+    hosts: tuple[str, ...] = (),
 ) -> list[Node]:
-    """Shard by shard, copy by copy; node 1 on the stack's ports, the others from `base_port`."""
+    """Shard by shard, copy by copy. Node 1 on the stack's ports, the others from `base_port`;
+    or, given a host per node, every node on the stack's ports of its own host."""
+    count = topology.shards * topology.copies
+    if topology.clustered and hosts and len(hosts) != count:
+        raise SystemExit(
+            f"CLICKPULSE_CH_NODE_HOSTS names {len(hosts)} nodes for {topology.describe()}"
+            f" ({count} nodes)"
+        )
     found = []
-    for index in range(topology.shards * topology.copies):
+    for index in range(count):
         shard, copy = divmod(index, topology.copies)
         http, native = (
             (http_port, native_port)
-            if index == 0
+            if index == 0 or (topology.clustered and hosts)
             else (base_port + 2 * (index - 1), base_port + 2 * (index - 1) + 1)
         )
         found.append(
             Node(
                 shard=shard + 1,
                 copy=copy + 1,
-                host=host,
+                host=hosts[index] if topology.clustered and hosts else host,
                 http_port=http,
                 native_port=native,
                 clustered=topology.clustered,
