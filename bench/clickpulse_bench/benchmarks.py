@@ -18,6 +18,7 @@ from clickpulse_bench import (
     ingest,
     load_accuracy,
     overhead,
+    scale_out,
 )
 from clickpulse_bench.common import console
 from clickpulse_bench.dashboards import RAW_TWINS
@@ -37,6 +38,7 @@ SECTIONS: dict[str, tuple[str, str, Section]] = {
     "footprint": ("5", "footprint", footprint.section),
     "capacity": ("6", "capacity", capacity.section),
     "auth": ("7", "authentication cost", auth_cost.section),
+    "scale": ("8", "scale-out", scale_out.section),
 }
 
 

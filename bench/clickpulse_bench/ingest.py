@@ -75,10 +75,13 @@ def _span_batch(run_id: str, size: int, now_ns: int) -> bytes:
     return bytes(request.SerializeToString())
 
 
-def bench_ingest(settings: Settings, seconds: float, target_rate: int) -> dict[str, Any]:
+def bench_ingest(
+    settings: Settings, seconds: float, target_rate: int, *, clean: bool = True
+) -> dict[str, Any]:
     """Offers `target_rate` spans/s for `seconds`. Batches are serialized before the clock
     starts, each stamped with the moment it is due, so the generator does not compete with the
-    collector and ClickHouse for the two cores while it sends."""
+    collector and ClickHouse for the two cores while it sends. `clean`: delete the rows after
+    (a throw-away pipeline keeps them)."""
     run_id = f"bench-ingest-{uuid.uuid4().hex[:8]}"
     batch = 1000
     count = int(seconds * target_rate / batch)
@@ -127,15 +130,16 @@ def bench_ingest(settings: Settings, seconds: float, target_rate: int) -> dict[s
     sent = count * batch
     audit = audit_run(run_id, sent, timeout_s=180, settings=settings)
     total_s = time.monotonic() - started
-    admin = admin_client(settings)
-    for table, column in (
-        ("otel.otel_traces", "ServiceName"),
-        ("analytics.request_metrics", "service_name"),
-        ("analytics.request_metrics_1m", "service_name"),
-        ("analytics.request_metrics_1h", "service_name"),
-        ("analytics.audience_1h", "service_name"),
-    ):
-        admin.command(f"DELETE FROM {table} WHERE {column} = 'bench-ingest'")
+    if clean:
+        admin = admin_client(settings)
+        for table, column in (
+            ("otel.otel_traces", "ServiceName"),
+            ("analytics.request_metrics", "service_name"),
+            ("analytics.request_metrics_1m", "service_name"),
+            ("analytics.request_metrics_1h", "service_name"),
+            ("analytics.audience_1h", "service_name"),
+        ):
+            admin.command(f"DELETE FROM {table} WHERE {column} = 'bench-ingest'")
     return {
         "target spans/s": target_rate,
         "sent": sent,
