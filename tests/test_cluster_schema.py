@@ -68,7 +68,16 @@ def test_views_read_and_write_local_tables_and_strings_are_left_alone() -> None:
     assert "FROM shard_otel.otel_traces" in local
     assert "['otel.x']" in local and "-- otel.y" in local and "'it''s otel.z'" in local
     with pytest.raises(StackError, match="must write TO a table"):
-        render("CREATE MATERIALIZED VIEW otel.v ENGINE = MergeTree AS SELECT 1", COPIES)
+        render("CREATE MATERIALIZED VIEW otel.v ENGINE = MergeTree AS SELECT 1 AS x", COPIES)
+    with pytest.raises(StackError, match="must write TO a table"):
+        render("CREATE MATERIALIZED VIEW otel.v AS SELECT 1 FROM t TO otel.x", COPIES)
+    # A refreshable view, as the self-monitoring samples are taken: each node its own.
+    (refresh,) = render(
+        "CREATE MATERIALIZED VIEW IF NOT EXISTS otel.samples_refresh\n"
+        "REFRESH EVERY 15 SECOND APPEND TO otel.samples\nAS SELECT now() AS ts FROM system.metrics",
+        COPIES,
+    )
+    assert "APPEND TO shard_otel.samples" in refresh and "FROM system.metrics" in refresh
 
 
 @pytest.mark.no_stack

@@ -71,7 +71,9 @@ _CREATE_MV = re.compile(
     rf"^\s*CREATE\s+(?:OR\s+REPLACE\s+)?MATERIALIZED\s+VIEW\s+(?:IF\s+NOT\s+EXISTS\s+)?{_NAME}",
     re.I,
 )
-_MV_TO = re.compile(rf"^\s*CREATE\b.*?\bVIEW\b.*?{_NAME}\s+TO\s+{_IDENT}\s*\.", re.I | re.S)
+# `TO db.table` before the view's query (a refreshable view says `REFRESH ... [APPEND] TO`).
+_MV_TO = re.compile(rf"\bTO\s+{_IDENT}\s*\.\s*{_IDENT}", re.I)
+_MV_QUERY = re.compile(r"\bAS\s*(\(|SELECT\b|WITH\b)", re.I)
 _AS_IS = re.compile(
     r"^\s*(CREATE\s+(OR\s+REPLACE\s+)?VIEW|CREATE\s+(OR\s+REPLACE\s+)?FUNCTION|DROP\s+FUNCTION)\b",
     re.I,
@@ -187,7 +189,8 @@ def render(statement: str, schema: Schema) -> list[Step]:
             return [statement]
         return [statement, f"CREATE DATABASE IF NOT EXISTS {LOCAL_PREFIX}{name}"]
     if match := _CREATE_MV.match(statement):
-        if not _MV_TO.match(statement):
+        query = _MV_QUERY.search(statement)
+        if not _MV_TO.search(statement[: query.start() if query else len(statement)]):
             raise StackError(
                 "on a cluster a materialized view must write TO a table (readers query that "
                 f"table's Distributed twin):\n{statement}"
