@@ -335,7 +335,9 @@ def _send_spans(settings: Settings, service: str, count: int) -> None:
     exporter = OTLPSpanExporter(
         endpoint=f"http://{settings.host}:{settings.ports.otlp_grpc}", insecure=True
     )
-    provider.add_span_processor(BatchSpanProcessor(exporter, max_queue_size=count))
+    provider.add_span_processor(
+        BatchSpanProcessor(exporter, max_queue_size=max(count, 512), max_export_batch_size=512)
+    )
     tracer = provider.get_tracer("clickpulse.tests")
     for index in range(count):
         with tracer.start_as_current_span(f"while shard 2 is down {index}", kind=SpanKind.SERVER):
@@ -347,23 +349,9 @@ def _send_spans(settings: Settings, service: str, count: int) -> None:
 def test_a_whole_shard_down_is_an_error_and_its_writes_wait(cluster: Cluster) -> None:
     """No copy of shard 2: a read through the cluster fails and says so, rather than answer
     for half the data; what is written meanwhile waits on the other nodes and lands later."""
-    cluster.kill(2, 1)
-    cluster.kill(2, 2)
-    sql = cluster.stack("sql", "SELECT count() FROM analytics.request_metrics")
-    assert sql.returncode == 1
-    message = " ".join(sql.stdout.split())
-    assert "All connection tries failed" in message, message
-    # A partial answer only when asked for by name (and then it is partial).
     reader = reader_client(cluster.settings)
-    partial = reader.query(
-        "SELECT count() FROM analytics.request_metrics SETTINGS skip_unavailable_shards = 1"
-    ).result_rows[0][0]
-    service = f"shard-down-{uuid.uuid4().hex[:8]}"
-    _send_spans(cluster.settings, service, 1000)
-    restart = cluster.stack("up")
-    assert restart.returncode == 0, restart.stdout + restart.stderr
 
-    def landed() -> int:
+    def landed(service: str) -> int:
         return int(
             reader.query(
                 "SELECT count() FROM otel.otel_traces WHERE ServiceName = {s:String}",
@@ -371,15 +359,35 @@ def test_a_whole_shard_down_is_an_error_and_its_writes_wait(cluster: Cluster) ->
             ).result_rows[0][0]
         )
 
-    _poll(lambda: landed() == 1000, "the spans written while shard 2 was down landed")
-    full = reader.query("SELECT count() FROM analytics.request_metrics").result_rows[0][0]
-    assert partial < full
+    before = f"before-{uuid.uuid4().hex[:8]}"
+    _send_spans(cluster.settings, before, 200)
+    _poll(lambda: landed(before) == 200, "the spans sent before the outage landed")
+    cluster.kill(2, 1)
+    cluster.kill(2, 2)
+    sql = cluster.stack("sql", "SELECT count() FROM analytics.request_metrics")
+    assert sql.returncode != 0
+    message = " ".join((sql.stdout + sql.stderr).split())
+    assert "a shard of the ClickHouse cluster is down" in message, message
+    assert "skip_unavailable_shards = 1" in message and "All connection tries failed" in message
+    # A partial answer only when asked for by name (and then it is partial).
+    partial = reader.query(
+        "SELECT count() FROM otel.otel_traces WHERE ServiceName = {s:String}"
+        " SETTINGS skip_unavailable_shards = 1",
+        parameters={"s": before},
+    ).result_rows[0][0]
+    assert 0 < partial < 200
+    during = f"shard-down-{uuid.uuid4().hex[:8]}"
+    _send_spans(cluster.settings, during, 1000)
+    restart = cluster.stack("up")
+    assert restart.returncode == 0, restart.stdout + restart.stderr
+    _poll(lambda: landed(during) == 1000, "the spans written while shard 2 was down landed")
+    assert landed(before) == 200
     for copy in (1, 2):
         share = (
             cluster.admin(2, copy)
             .query(
                 "SELECT count() FROM shard_otel.otel_traces WHERE ServiceName = {s:String}",
-                parameters={"s": service},
+                parameters={"s": during},
             )
             .result_rows[0][0]
         )

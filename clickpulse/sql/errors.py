@@ -55,6 +55,15 @@ def explain(error: QueryFailed, sql: str) -> str:
             f"the query has a {{{placeholder}:Type}} placeholder and no value for it: give one"
             f" with --param {placeholder}=VALUE (in the shell: \\param {placeholder}=VALUE)"
         )
+    if error.name == "ALL_CONNECTION_TRIES_FAILED" or error.code == 279:
+        # A cluster (docs/scaling.md) with no copy of some shard answering: a partial answer
+        # would look like a drop in traffic, so it is an error unless asked for by name.
+        return (
+            "[bold]a shard of the ClickHouse cluster is down[/bold] (no copy of it answers): the"
+            " query would see part of the data, so it fails instead; start the nodes with"
+            " `nox -s up`, or take a partial answer knowingly by ending the query with"
+            f" `SETTINGS skip_unavailable_shards = 1`\n{theirs}"
+        )
     if error.name == "AUTHENTICATION_FAILED" or error.code == 516:
         return f"ClickHouse refused the analyst's password (see the stack's secrets.env)\n{theirs}"
     return f"{escape(error.message)} ({error.name or error.code})"
