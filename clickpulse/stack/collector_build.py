@@ -26,6 +26,10 @@ def manifest_hash() -> str:
     return hashlib.sha256(MANIFEST.read_bytes()).hexdigest()[:16]
 
 
+def config_hash() -> str:
+    return hashlib.sha256(CONFIG.read_bytes()).hexdigest()[:16]
+
+
 def binary_path(settings: Settings) -> Path:
     return settings.cache_dir / f"collector-{manifest_hash()}" / BINARY_NAME
 

@@ -4,6 +4,7 @@ own preparation step (data folder, build) and health check."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import pwd
 import signal
@@ -15,6 +16,7 @@ from pathlib import Path
 import psutil
 
 from clickpulse.stack import collector_build, jwt_keys, topology
+from clickpulse.stack.clickhouse_server import USERS_XML
 from clickpulse.stack.processes import ManagedProcess, StackError, http_ok
 from clickpulse.stack.settings import REPO_ROOT, Settings
 from clickpulse.stack.topology import Node
@@ -48,6 +50,16 @@ class Component:
     def describe(self, proc: psutil.Process | None) -> str:
         """Where it answers (and how it runs, when that can differ from the settings)."""
         return self.address
+
+
+def _same_environment(proc: psutil.Process, env: dict[str, str]) -> bool:
+    """Whether the running process was started with these variables (a changed setting,
+    config file hash or password means it must restart)."""
+    try:
+        environ = proc.environ()
+    except psutil.Error:
+        return False
+    return all(environ.get(k) == v for k, v in env.items())
 
 
 def _managed(settings: Settings, name: str, **kwargs: object) -> ManagedProcess:
@@ -98,7 +110,14 @@ class ClickHouse(Component):
                 self.node.name,
                 argv=argv,
                 cwd=settings.state_dir,
-                env=env,
+                env={
+                    **env,
+                    # Not read by the server: chdb's server does not reload users.xml (SYSTEM
+                    # RELOAD USERS keeps the old grants), so a changed file restarts it on `up`.
+                    "CLICKPULSE_CH_USERS_SHA256": hashlib.sha256(
+                        USERS_XML.read_bytes()
+                    ).hexdigest()[:16],
+                },
                 ports=[http, native],
                 healthy=lambda: http_ok(f"http://{settings.host}:{http}/ping", expect=b"Ok."),
                 start_timeout=60.0,
@@ -116,9 +135,12 @@ class ClickHouse(Component):
             )
 
     def is_current(self, proc: psutil.Process) -> bool:
-        """The same node of the same topology (its data folder and ports are on the line)."""
+        """The same node of the same topology (its data folder and ports are on the line),
+        with the same users.xml and passwords."""
         try:
-            return proc.cmdline()[1:] == list(self.process.argv)[1:]
+            return proc.cmdline()[1:] == list(self.process.argv)[1:] and _same_environment(
+                proc, self.process.env
+            )
         except psutil.Error:
             return False
 
@@ -311,8 +333,14 @@ class Collector(Component):
                     "CLICKPULSE_CH_ENDPOINT": clickhouse_endpoint(settings),
                     "CLICKPULSE_CH_WRITER_USER": settings.ch_writer_user,
                     "CLICKPULSE_CH_WRITER_PASSWORD": settings.ch_writer_password,
+                    "CLICKPULSE_COLLECTOR_SELF_OTLP_ENDPOINT": f"http://{host}:{p.otlp_grpc}",
+                    "CLICKPULSE_COLLECTOR_METRICS_HOST": host,
+                    "CLICKPULSE_COLLECTOR_METRICS_PORT": str(p.collector_metrics),
+                    "CLICKPULSE_COLLECTOR_METRICS_LEVEL": settings.collector_metrics_level,
+                    # Not read by the collector: a changed config.yaml restarts it on `up`.
+                    "CLICKPULSE_COLLECTOR_CONFIG_SHA256": collector_build.config_hash(),
                 },
-                ports=[p.otlp_grpc, p.otlp_http, p.collector_health],
+                ports=[p.otlp_grpc, p.otlp_http, p.collector_health, p.collector_metrics],
                 healthy=lambda: http_ok(f"http://{host}:{p.collector_health}/"),
                 start_timeout=60.0,
             ),
@@ -324,12 +352,14 @@ class Collector(Component):
         self.storage.mkdir(parents=True, exist_ok=True)
 
     def is_current(self, proc: psutil.Process) -> bool:
-        """Pointed at the ClickHouse node(s) of these settings (a new topology restarts it)."""
+        """The same binary and config file, pointed at the ClickHouse node(s) of these settings
+        (a new manifest, an edited config.yaml, another port or topology restarts it)."""
         try:
-            environ = proc.environ()
+            return proc.cmdline() == list(self.process.argv) and _same_environment(
+                proc, self.process.env
+            )
         except psutil.Error:
             return False
-        return all(environ.get(k) == v for k, v in self.process.env.items())
 
 
 def clickhouse_endpoint(settings: Settings) -> str:

@@ -51,6 +51,8 @@ class Ports:
     otlp_grpc: int
     otlp_http: int
     collector_health: int
+    # The collector's own metrics, live (Prometheus text): the queue while ClickHouse is away.
+    collector_metrics: int
     crud_api: int
     ecommerce_api: int
 
@@ -63,6 +65,7 @@ class Ports:
             otlp_grpc=_port("CLICKPULSE_OTLP_GRPC_PORT", 4317),
             otlp_http=_port("CLICKPULSE_OTLP_HTTP_PORT", 4318),
             collector_health=_port("CLICKPULSE_COLLECTOR_HEALTH_PORT", 13133),
+            collector_metrics=_port("CLICKPULSE_COLLECTOR_METRICS_PORT", 8888),
             crud_api=_port("CLICKPULSE_CRUD_API_PORT", 8001),
             ecommerce_api=_port("CLICKPULSE_ECOMMERCE_API_PORT", 8002),
         )
@@ -136,6 +139,17 @@ class Settings:
     def ch_host(self) -> str:
         """Where ClickHouse answers; another host than ours only under compose."""
         return os.environ.get("CLICKPULSE_CH_HOST", self.host)
+
+    @property
+    def collector_metrics_level(self) -> str:
+        """How much the collector says about itself (`none` turns its own metrics off; the
+        bench's footprint section measures what `normal` costs)."""
+        level = os.environ.get("CLICKPULSE_COLLECTOR_METRICS_LEVEL", "normal")
+        if level not in ("none", "basic", "normal", "detailed"):
+            raise SystemExit(
+                f"CLICKPULSE_COLLECTOR_METRICS_LEVEL={level!r}: one of none, basic, normal, detailed"
+            )
+        return level
 
     @property
     def cache_dir(self) -> Path:
