@@ -147,7 +147,8 @@ class Settings:
         level = os.environ.get("CLICKPULSE_COLLECTOR_METRICS_LEVEL", "normal")
         if level not in ("none", "basic", "normal", "detailed"):
             raise SystemExit(
-                f"CLICKPULSE_COLLECTOR_METRICS_LEVEL={level!r}: one of none, basic, normal, detailed"
+                f"CLICKPULSE_COLLECTOR_METRICS_LEVEL={level!r}:"
+                " one of none, basic, normal, detailed"
             )
         return level
 
