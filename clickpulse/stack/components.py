@@ -297,6 +297,15 @@ class Postgres(Component):
             self._psql(f"ALTER ROLE {s.pg_user} LOGIN PASSWORD '{password}'")
         if not self._psql(f"SELECT 1 FROM pg_database WHERE datname = '{s.pg_database}'"):
             self._psql(f"CREATE DATABASE {s.pg_database} OWNER {s.pg_user}")
+        # The monitor's role: PostgreSQL's statistics views in full (pg_monitor), no data.
+        monitor_password = s.pg_monitor_password.replace("'", "''")
+        verb = (
+            "ALTER"
+            if self._psql(f"SELECT 1 FROM pg_roles WHERE rolname = '{s.pg_monitor_user}'")
+            else "CREATE"
+        )
+        self._psql(f"{verb} ROLE {s.pg_monitor_user} LOGIN PASSWORD '{monitor_password}'")
+        self._psql(f"GRANT pg_monitor TO {s.pg_monitor_user}")
         # The services' schema (alembic through advanced-alchemy), before any service starts.
         result = subprocess.run(
             [sys.executable, "-m", "clickpulse_services.common.migrate", "upgrade"],
@@ -371,6 +380,47 @@ def clickhouse_endpoint(settings: Settings) -> str:
     if settings.topology.clustered:
         options += "&connection_open_strategy=round_robin"
     return f"tcp://{hosts}?{options}"
+
+
+class Monitor(Component):
+    """The stack watching itself: PostgreSQL's statistics as metrics and the alert rules
+    evaluated every 10-30 s (clickpulse.monitoring.monitor). Healthy while its heartbeat,
+    written after every evaluation round, is recent."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        env = {
+            "CLICKPULSE_STATE_DIR": str(settings.state_dir),
+            **settings.ports.env(),
+        }
+        if settings.alert_webhook_url:
+            env["CLICKPULSE_ALERT_WEBHOOK_URL"] = settings.alert_webhook_url
+        super().__init__(
+            process=_managed(
+                settings,
+                "monitor",
+                argv=[sys.executable, "-m", "clickpulse.monitoring", "monitor"],
+                cwd=settings.state_dir,
+                env=env,
+                healthy=self._beating,
+                start_timeout=60.0,
+            ),
+            address=f"alerts: {settings.monitor_dir / 'alerts.json'}",
+        )
+
+    def _beating(self) -> bool:
+        from clickpulse.monitoring import heartbeat
+
+        proc = self.process.running()
+        age = heartbeat.age(self.settings.monitor_dir, proc.pid if proc else -1)
+        return age is not None and age < 30
+
+    def is_current(self, proc: psutil.Process) -> bool:
+        return _same_environment(proc, self.process.env)
+
+    def describe(self, proc: psutil.Process | None) -> str:
+        webhook = self.settings.alert_webhook_url
+        return self.address + (f", webhook {webhook}" if webhook else "")
 
 
 def uvicorn_argv(app: str, host: str, port: int, workers: int) -> list[str]:
@@ -448,7 +498,8 @@ def clickhouse_nodes(settings: Settings) -> list[ClickHouse]:
 
 
 def all_components(settings: Settings) -> list[Component]:
-    """In start order: storage first, then the collector, then the services that need both."""
+    """In start order: storage first, then the collector, then the services that need both,
+    then the monitor that watches them all."""
     p = settings.ports
     return [
         *clickhouse_nodes(settings),
@@ -456,4 +507,5 @@ def all_components(settings: Settings) -> list[Component]:
         Collector(settings),
         WebService(settings, "crud-api", "clickpulse_services.crud.app:app", p.crud_api),
         WebService(settings, "ecommerce-api", "clickpulse_services.shop.app:app", p.ecommerce_api),
+        Monitor(settings),
     ]

@@ -27,6 +27,8 @@ SECRET_NAMES = (
     "CLICKPULSE_PG_PASSWORD",
     # The CRUD API's administrator (admin@clickpulse.test): product writes, demo data.
     "CLICKPULSE_ADMIN_PASSWORD",
+    # The monitor's PostgreSQL role (pg_monitor: reads statistics views, writes nothing).
+    "CLICKPULSE_PG_MONITOR_PASSWORD",
 )
 
 
@@ -41,6 +43,20 @@ def _port(name: str, default: int) -> int:
     if not 0 < port < 65536:
         raise SystemExit(f"{name}={port} is outside 1..65535")
     return port
+
+
+# Each port's variable, by Ports field.
+PORT_VARIABLES = {
+    "clickhouse_http": ("CLICKPULSE_CH_HTTP_PORT", 8123),
+    "clickhouse_native": ("CLICKPULSE_CH_NATIVE_PORT", 9000),
+    "postgres": ("CLICKPULSE_PG_PORT", 5432),
+    "otlp_grpc": ("CLICKPULSE_OTLP_GRPC_PORT", 4317),
+    "otlp_http": ("CLICKPULSE_OTLP_HTTP_PORT", 4318),
+    "collector_health": ("CLICKPULSE_COLLECTOR_HEALTH_PORT", 13133),
+    "collector_metrics": ("CLICKPULSE_COLLECTOR_METRICS_PORT", 8888),
+    "crud_api": ("CLICKPULSE_CRUD_API_PORT", 8001),
+    "ecommerce_api": ("CLICKPULSE_ECOMMERCE_API_PORT", 8002),
+}
 
 
 @dataclass(frozen=True)
@@ -59,16 +75,12 @@ class Ports:
     @classmethod
     def from_env(cls) -> Ports:
         return cls(
-            clickhouse_http=_port("CLICKPULSE_CH_HTTP_PORT", 8123),
-            clickhouse_native=_port("CLICKPULSE_CH_NATIVE_PORT", 9000),
-            postgres=_port("CLICKPULSE_PG_PORT", 5432),
-            otlp_grpc=_port("CLICKPULSE_OTLP_GRPC_PORT", 4317),
-            otlp_http=_port("CLICKPULSE_OTLP_HTTP_PORT", 4318),
-            collector_health=_port("CLICKPULSE_COLLECTOR_HEALTH_PORT", 13133),
-            collector_metrics=_port("CLICKPULSE_COLLECTOR_METRICS_PORT", 8888),
-            crud_api=_port("CLICKPULSE_CRUD_API_PORT", 8001),
-            ecommerce_api=_port("CLICKPULSE_ECOMMERCE_API_PORT", 8002),
+            **{field: _port(name, default) for field, (name, default) in PORT_VARIABLES.items()}
         )
+
+    def env(self) -> dict[str, str]:
+        """The variables that give these ports to another process of the stack."""
+        return {name: str(getattr(self, field)) for field, (name, _) in PORT_VARIABLES.items()}
 
 
 def default_workers() -> int:
@@ -94,6 +106,7 @@ class Settings:
     host: str = "127.0.0.1"
     pg_database: str = "clickpulse"
     pg_user: str = "clickpulse"
+    pg_monitor_user: str = "clickpulse_monitor"
     ch_admin_user: str = "admin"
     ch_writer_user: str = "otel_writer"
     ch_reader_user: str = "analyst"
@@ -208,6 +221,32 @@ class Settings:
     @property
     def pg_password(self) -> str:
         return self.secrets["CLICKPULSE_PG_PASSWORD"]
+
+    @property
+    def pg_monitor_password(self) -> str:
+        return self.secrets["CLICKPULSE_PG_MONITOR_PASSWORD"]
+
+    @property
+    def pg_monitor_dsn(self) -> str:
+        """The monitor's connection (asyncpg's form)."""
+        return (
+            f"postgresql://{self.pg_monitor_user}:{self.pg_monitor_password}@{self.host}:"
+            f"{self.ports.postgres}/{self.pg_database}"
+        )
+
+    @property
+    def monitor_dir(self) -> Path:
+        """The monitor's alert states, their transitions and its heartbeat."""
+        return self.state_dir / "monitor"
+
+    @property
+    def collector_metrics_url(self) -> str:
+        return f"http://{self.host}:{self.ports.collector_metrics}/metrics"
+
+    @property
+    def alert_webhook_url(self) -> str | None:
+        """Where the monitor posts firing and resolved alerts (Grafana's webhook payload)."""
+        return os.environ.get("CLICKPULSE_ALERT_WEBHOOK_URL") or None
 
     @property
     def admin_password(self) -> str:

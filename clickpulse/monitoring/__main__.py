@@ -1,0 +1,5 @@
+import sys
+
+from clickpulse.monitoring.cli import main
+
+sys.exit(main())
