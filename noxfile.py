@@ -1,5 +1,5 @@
 """Tasks: `nox -s up | down | status | logs -- NAME | reset | sql -- "SELECT ..." | load | report
-| tests | lint`.
+| alerts | drills | bench | tests | lint`.
 
 All sessions share one environment, `.venv`, built from pyproject.toml and rebuilt only when
 that file changes: chdb alone is ~500 MB, so one copy per session would be wasteful.
@@ -81,7 +81,7 @@ def status(session: nox.Session) -> None:
 def logs(session: nox.Session) -> None:
     """Tail one component's log: `nox -s logs -- clickhouse [-f]`."""
     if not session.posargs:
-        session.error("name a component: nox -s logs -- clickhouse|postgres|collector [-f]")
+        session.error("name a component: nox -s logs -- clickhouse|postgres|collector|monitor [-f]")
     _stack(session, "logs", *session.posargs)
 
 
@@ -125,6 +125,14 @@ def drills(session: nox.Session) -> None:
     """Fault drills under load against the running stack: `nox -s drills -- [RPS]`."""
     _ensure_env(session)
     session.run(str(PY), "-m", "clickpulse_bench", "drills", *session.posargs, external=True)
+
+
+@nox.session
+def alerts(session: nox.Session) -> None:
+    """Every alert rule evaluated now against ClickHouse: ok / pending / firing with its value
+    (`-- --json` for a machine); exits 1 while an alert fires."""
+    _ensure_env(session)
+    session.run(str(PY), "-m", "clickpulse.monitoring", "alerts", *session.posargs, external=True)
 
 
 @nox.session

@@ -175,9 +175,9 @@ class _Receiver(BaseHTTPRequestHandler):
         """Quiet: the notifications are the output."""
 
 
-def receive(port: int) -> None:
-    server = ThreadingHTTPServer(("127.0.0.1", port), _Receiver)
-    print(f"listening on http://127.0.0.1:{server.server_port}/ (Ctrl-C stops)", flush=True)
+def receive(host: str, port: int) -> None:
+    server = ThreadingHTTPServer((host, port), _Receiver)
+    print(f"listening on http://{host}:{server.server_port}/ (Ctrl-C stops)", flush=True)
     with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
 
@@ -189,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     p_alerts.add_argument("--json", action="store_true", help="one JSON object per row")
     sub.add_parser("monitor", help="the stack's monitor process")
     p_receive = sub.add_parser("receive", help="a local webhook contact point that prints")
-    p_receive.add_argument("--port", type=int, default=0)
+    p_receive.add_argument("--host", default="127.0.0.1")
+    p_receive.add_argument("--port", type=int, default=0, help="default: any free port")
     args = parser.parse_args(argv)
     if args.command == "monitor":
         from clickpulse.monitoring.monitor import main as monitor_main
@@ -197,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         monitor_main([])
         return 0
     if args.command == "receive":
-        receive(args.port)
+        receive(args.host, args.port)
         return 0
     return alerts(Settings.from_env(), as_json=args.json)
 

@@ -56,7 +56,7 @@ def meter_provider(settings: Settings) -> MeterProvider:
     # Exported right after each PostgreSQL sample (force_flush), not on a timer of its own: a
     # sample reaches ClickHouse ~1 s after it is taken. The timer is only a backstop.
     provider = exporting_meter_provider(
-        f"http://{settings.host}:{settings.ports.otlp_grpc}",
+        settings.monitor_otlp_endpoint,
         process_resource(SERVICE_NAME),
         interval_ms=60_000,
     )

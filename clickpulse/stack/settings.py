@@ -226,12 +226,20 @@ class Settings:
     def pg_monitor_password(self) -> str:
         return self.secrets["CLICKPULSE_PG_MONITOR_PASSWORD"]
 
+    # Where the monitor reaches what it watches: the local stack's addresses, unless set
+    # (compose sets them to the containers' names).
     @property
     def pg_monitor_dsn(self) -> str:
-        """The monitor's connection (asyncpg's form)."""
-        return (
+        """The monitor's PostgreSQL connection (asyncpg's form)."""
+        return os.environ.get("CLICKPULSE_MONITOR_PG_DSN") or (
             f"postgresql://{self.pg_monitor_user}:{self.pg_monitor_password}@{self.host}:"
             f"{self.ports.postgres}/{self.pg_database}"
+        )
+
+    @property
+    def monitor_otlp_endpoint(self) -> str:
+        return os.environ.get("CLICKPULSE_MONITOR_OTLP_ENDPOINT") or (
+            f"http://{self.host}:{self.ports.otlp_grpc}"
         )
 
     @property
@@ -241,7 +249,9 @@ class Settings:
 
     @property
     def collector_metrics_url(self) -> str:
-        return f"http://{self.host}:{self.ports.collector_metrics}/metrics"
+        return os.environ.get("CLICKPULSE_MONITOR_COLLECTOR_METRICS_URL") or (
+            f"http://{self.host}:{self.ports.collector_metrics}/metrics"
+        )
 
     @property
     def alert_webhook_url(self) -> str | None:

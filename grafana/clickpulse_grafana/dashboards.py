@@ -13,9 +13,21 @@ from clickpulse_grafana.overview import OVERVIEW
 from clickpulse_grafana.panel_model import DATASOURCE, Dashboard, Panel
 from clickpulse_grafana.performance import PERFORMANCE
 
-__all__ = ["DASHBOARDS", "DASHBOARDS_DIR", "DATASOURCE", "Dashboard", "Panel", "build", "render"]
+__all__ = [
+    "ALERTING_FILE",
+    "DASHBOARDS",
+    "DASHBOARDS_DIR",
+    "DATASOURCE",
+    "Dashboard",
+    "Panel",
+    "build",
+    "render",
+]
 
 DASHBOARDS_DIR = Path(__file__).resolve().parent.parent / "dashboards"
+ALERTING_FILE = (
+    Path(__file__).resolve().parent.parent / "provisioning" / "alerting" / "clickpulse.yaml"
+)
 DASHBOARDS = {"overview": OVERVIEW, "performance": PERFORMANCE, "business": BUSINESS}
 
 
@@ -30,4 +42,11 @@ def build(directory: Path = DASHBOARDS_DIR) -> list[Path]:
         path = directory / f"{name}.json"
         path.write_text(render(name))
         written.append(path)
+    if directory == DASHBOARDS_DIR:
+        # The alert rules as Grafana provisioning, from the same source as `nox -s alerts`.
+        from clickpulse_grafana import alerting
+
+        ALERTING_FILE.parent.mkdir(parents=True, exist_ok=True)
+        ALERTING_FILE.write_text(alerting.render())
+        written.append(ALERTING_FILE)
     return written
