@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from clickpulse.monitoring.evaluation import Labels
+from clickpulse.monitoring.rules import MIN_BACKLOG_ITEMS
 
 _LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)")
 _LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
@@ -88,6 +89,9 @@ class CollectorLive:
             self.history.popleft()
         return scrape
 
+    def latest_scrape(self) -> Scrape:
+        return self.history[-1] if self.history else self.scrape()
+
     def queue_items(self) -> dict[str, float]:
         """Items waiting in the exporter's sending queue, per signal (traces, metrics, logs)."""
         return self.scrape().by_label("otelcol_exporter_queue_size", "data_type")
@@ -108,7 +112,9 @@ class CollectorLive:
             if metric is None:
                 continue
             rate = max(scrape.total(metric) - oldest.total(metric), 0.0) / elapsed
-            backlog[(("signal", signal),)] = 0.0 if queued == 0 else queued / max(rate, 0.001)
+            backlog[(("signal", signal),)] = (
+                0.0 if queued < MIN_BACKLOG_ITEMS else queued / max(rate, 0.001)
+            )
         return backlog
 
     def read(self, source: str) -> dict[Labels, float]:

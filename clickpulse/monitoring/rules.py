@@ -29,6 +29,7 @@ Unit = Literal["ratio", "ms", "s", "count", "currency", "flag"]
 LiveSource = Literal["collector_queue_backlog"]
 
 COLLECTOR = "ServiceName = 'clickpulse-otelcol'"
+MIN_BACKLOG_ITEMS = 100
 MONITOR = "ServiceName = 'clickpulse-monitor'"
 
 
@@ -116,8 +117,12 @@ WHERE $__timeFilter(TimeUnix) AND {COLLECTOR} AND MetricName = 'otelcol_process_
         # Seconds of data waiting in the sending queue: the queue's size over the rate it is
         # filled. It batches for up to 1 s (flush_timeout), so ~1 s is normal at any rate (0.3 s
         # idle, 0.7 s at 30,000 spans/s); during a ClickHouse outage it grows a second a second.
+        # Under 100 items is no backlog: one span waiting for its batch over a rate of one span
+        # in 30 s would read as 30 s.
         sql=f"""
-SELECT signal, if(queued = 0, 0, queued / greatest(accepted / {{window}}, 0.001)) AS value
+SELECT signal,
+       if(queued < {MIN_BACKLOG_ITEMS}, 0, queued / greatest(accepted / {{window}}, 0.001))
+           AS value
 FROM (
     SELECT Attributes['data_type'] AS signal, argMax(Value, TimeUnix) AS queued
     FROM otel.otel_metrics_gauge
@@ -302,7 +307,7 @@ HAVING count() > 0""",
         window_s=30,
         condition="<",
         threshold=1,
-        for_s=10,
+        for_s=15,
         unit="flag",
         severity="critical",
         summary="The monitor cannot reach PostgreSQL: the services answer 503 to everything"

@@ -382,6 +382,16 @@ def clickhouse_endpoint(settings: Settings) -> str:
     return f"tcp://{hosts}?{options}"
 
 
+MONITOR_CODE = Path(__file__).resolve().parent.parent / "monitoring"
+
+
+def _code_hash(directory: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(directory.glob("*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 class Monitor(Component):
     """The stack watching itself: PostgreSQL's statistics as metrics and the alert rules
     evaluated every 10-30 s (clickpulse.monitoring.monitor). Healthy while its heartbeat,
@@ -392,6 +402,8 @@ class Monitor(Component):
         env = {
             "CLICKPULSE_STATE_DIR": str(settings.state_dir),
             **settings.ports.env(),
+            # Not read by the monitor: edited rules (or monitor code) restart it on `up`.
+            "CLICKPULSE_MONITOR_CODE_SHA256": _code_hash(MONITOR_CODE),
         }
         if settings.alert_webhook_url:
             env["CLICKPULSE_ALERT_WEBHOOK_URL"] = settings.alert_webhook_url

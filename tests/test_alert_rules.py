@@ -1,0 +1,218 @@
+"""The alert rules: one source for Grafana's provisioning and for `nox -s alerts`. Every rule's
+SQL runs as the analyst and has the shape both read (labels, then `value`); the pipeline's rules
+see the running pipeline; a burst of 5xx goes pending, then firing, in `nox -s alerts`."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import yaml
+from clickhouse_connect.driver.client import Client
+from clickpulse_grafana import alerting
+from clickpulse_grafana.dashboards import ALERTING_FILE
+
+from clickpulse.monitoring.evaluation import observe, rule_sql
+from clickpulse.monitoring.rules import GROUPS, RULES, Rule, rule
+from clickpulse.stack.settings import REPO_ROOT, Settings
+
+NUMERIC = re.compile(r"^(Nullable\()?(U?Int\d+|Float\d+|Decimal.*)\)?$")
+
+
+@pytest.mark.no_stack
+def test_committed_alerting_provisioning_is_what_the_rules_render() -> None:
+    assert ALERTING_FILE.read_text() == alerting.render(), (
+        "run `python -m clickpulse_grafana build` and commit grafana/provisioning/alerting/"
+    )
+
+
+@pytest.mark.no_stack
+def test_grafana_evaluates_what_the_evaluator_evaluates() -> None:
+    provisioned = yaml.safe_load(ALERTING_FILE.read_text())
+    groups = {g["name"]: g for g in provisioned["groups"]}
+    assert set(groups) == {g.name for g in GROUPS}
+    seen = set()
+    for r in RULES:
+        group = groups[r.group.name]
+        assert group["folder"] == "clickpulse"
+        assert group["interval"] in (f"{r.group.interval_s}s", f"{r.group.interval_s // 60}m")
+        (grafana_rule,) = [x for x in group["rules"] if x["uid"] == r.uid]
+        query, threshold = grafana_rule["data"]
+        assert query["model"]["rawSql"] == r.sql.strip()
+        assert query["relativeTimeRange"] == {"from": r.window_s, "to": 0}
+        assert query["datasourceUid"] == "clickpulse-clickhouse"
+        assert grafana_rule["condition"] == threshold["refId"] == "C"
+        (condition,) = threshold["model"]["conditions"]
+        assert condition["evaluator"] == {
+            "type": "gt" if r.condition == ">" else "lt",
+            "params": [r.threshold],
+        }
+        seconds = int(grafana_rule["for"][:-1]) * (60 if grafana_rule["for"].endswith("m") else 1)
+        assert seconds == r.for_s
+        assert grafana_rule["execErrState"] == (
+            "Alerting" if r.on_error == "alerting" else "KeepLast"
+        )
+        assert grafana_rule["noDataState"] == "OK"
+        seen.add(r.uid)
+    assert seen == {r.uid for r in RULES}
+    (contact,) = provisioned["contactPoints"]
+    assert contact["receivers"][0]["type"] == "webhook"
+    assert provisioned["policies"][0]["receiver"] == contact["name"]
+
+
+@pytest.mark.no_stack
+def test_rules_are_written_against_the_windows_end_and_survive_provisioning() -> None:
+    assert len({r.uid for r in RULES}) == len(RULES)
+    assert len({r.title for r in RULES}) == len(RULES)
+    for r in RULES:
+        assert r.uid.startswith("clickpulse-")
+        # Evaluated at an earlier moment, a rule must mean that moment: no wall clock.
+        assert not re.search(r"\b(now|today|now64)\s*\(", r.sql, re.I), r.uid
+        assert "$__timeFilter" in r.sql or r.on_error == "alerting", r.uid
+        expanded = rule_sql(r, time.time())
+        assert "$" not in expanded, (r.uid, expanded)
+        # Grafana's file provisioning replaces $VAR and ${VAR} in annotations.
+        assert "$" not in r.summary and "$" not in r.title
+        assert r.for_s == 0 or r.for_s >= r.group.interval_s, r.uid
+
+
+@pytest.mark.parametrize("r", RULES, ids=[r.uid for r in RULES])
+def test_every_rules_sql_runs_as_the_analyst_with_labels_then_a_value(
+    r: Rule, reader: Client
+) -> None:
+    sql = rule_sql(r, time.time())
+    described = {row[0]: row[1] for row in reader.query(f"DESCRIBE TABLE ({sql})").result_rows}
+    assert "value" in described and NUMERIC.match(described["value"]), (r.uid, described)
+    for column, kind in described.items():
+        if column != "value":
+            assert "String" in kind, (r.uid, column, kind)
+
+    def query(text: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+        result = reader.query(text)
+        return list(result.column_names), [tuple(x) for x in result.result_rows]
+
+    for value in observe(r, query, time.time()).values():
+        assert isinstance(value, float)
+
+
+def _value(r: Rule, reader: Client) -> dict[tuple[tuple[str, str], ...], float]:
+    def query(text: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+        result = reader.query(text)
+        return list(result.column_names), [tuple(x) for x in result.result_rows]
+
+    return observe(r, query, time.time())
+
+
+def test_the_pipeline_rules_see_a_healthy_pipeline(
+    reader: Client, wait_for: Callable[..., Any], traffic: dict[str, Any]
+) -> None:
+    assert _value(rule("clickpulse-clickhouse-unreachable"), reader) == {(): 0.0}
+    # The collector reports itself every 10 s, ClickHouse samples itself every 15 s, the monitor
+    # samples PostgreSQL every 15 s: all three are there and recent.
+    silent = wait_for(lambda: _value(rule("clickpulse-collector-silent"), reader), timeout=30)
+    assert silent and silent[()] <= 40, silent
+    stale = _value(rule("clickpulse-clickhouse-samples-stale"), reader)
+    assert stale and stale[()] <= 60, stale
+    postgres = wait_for(lambda: _value(rule("clickpulse-postgres-down"), reader), timeout=40)
+    assert postgres == {(): 1.0}
+    backlog = _value(rule("clickpulse-collector-backlog"), reader)
+    assert {dict(k)["signal"] for k in backlog} >= {"traces", "metrics"}
+    assert all(v < 15 for v in backlog.values()), backlog
+    lag = wait_for(lambda: _value(rule("clickpulse-visibility-lag"), reader), timeout=5)
+    assert not lag or lag[()] < 10, lag
+    disk = _value(rule("clickpulse-clickhouse-disk"), reader)
+    assert disk and all(0 < v <= 1 for v in disk.values())
+    parts = _value(rule("clickpulse-clickhouse-too-many-parts"), reader)
+    assert parts[(("table", "analytics.request_metrics"),)] >= 1
+
+
+def _alerts_json(settings: Settings) -> tuple[int, list[dict[str, Any]]]:
+    result = subprocess.run(
+        [sys.executable, "-m", "clickpulse.monitoring", "alerts", "--json"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode in (0, 1), result.stderr
+    rows: list[dict[str, Any]] = json.loads(result.stdout)
+    return result.returncode, rows
+
+
+def _emit_server_errors(settings: Settings, service: str, count: int) -> None:
+    """Failed requests of a service of its own, through the real collector (the services
+    answer 5xx only while a dependency is down; the drills do that)."""
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.trace import SpanKind, StatusCode
+
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": service, "service.namespace": "clickpulse"})
+    )
+    provider.add_span_processor(
+        BatchSpanProcessor(
+            OTLPSpanExporter(
+                endpoint=f"http://{settings.host}:{settings.ports.otlp_grpc}", insecure=True
+            )
+        )
+    )
+    tracer = provider.get_tracer("clickpulse.tests")
+    for _ in range(count):
+        with tracer.start_as_current_span(
+            "GET /products",
+            kind=SpanKind.SERVER,
+            attributes={
+                "http.route": "/products",
+                "http.request.method": "GET",
+                "http.response.status_code": 503,
+            },
+        ) as span:
+            span.set_status(StatusCode.ERROR)
+    provider.shutdown()
+
+
+def test_a_burst_of_server_errors_is_pending_then_firing_in_nox_alerts(
+    settings: Settings, reader: Client, wait_for: Callable[..., Any]
+) -> None:
+    service = f"test-{uuid.uuid4().hex[:10]}"
+    _emit_server_errors(settings, service, 25)
+    landed = wait_for(
+        lambda: (
+            reader.query(
+                "SELECT count() FROM analytics.request_metrics WHERE service_name = {s:String}",
+                parameters={"s": service},
+            ).result_rows[0][0]
+            == 25
+        ),
+        timeout=30,
+    )
+    assert landed
+    burst = rule("clickpulse-5xx-share")
+
+    def row(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+        return next(
+            (x for x in rows if x["rule"] == burst.uid and x["labels"].get("service") == service),
+            None,
+        )
+
+    code, rows = _alerts_json(settings)
+    first = row(rows)
+    assert first is not None, [x for x in rows if x["rule"] == burst.uid]
+    assert first["value"] == 1.0 and first["value_text"] == "100.0%"
+    assert first["state"] in ("pending", "firing")
+    if first["state"] == "pending":
+        # Firing once the breach has lasted `for` (30 s), and the command then exits 1.
+        time.sleep(max(0.0, burst.for_s - first["for_s"]) + burst.group.interval_s)
+        code, rows = _alerts_json(settings)
+        later = row(rows)
+        assert later is not None and later["state"] == "firing", later
+    assert code == 1
