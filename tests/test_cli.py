@@ -4,6 +4,7 @@ nox sessions call)."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import pytest
 
 from clickpulse.stack.settings import REPO_ROOT
 
-NAMES = ("clickhouse", "postgres", "collector", "crud-api", "ecommerce-api")
+NAMES = ("clickhouse", "postgres", "collector", "crud-api", "ecommerce-api", "monitor")
 
 
 def stack(*args: str) -> subprocess.CompletedProcess[str]:
@@ -38,6 +39,18 @@ def test_status_shows_every_component_healthy() -> None:
     for name in NAMES:
         line = next(line for line in result.stdout.splitlines() if f" {name} " in line)
         assert "yes" in line and "127.0.0.1" in line
+
+
+def test_status_shows_the_pipeline_beyond_liveness() -> None:
+    out = stack("status").stdout
+    assert "pipeline health" in out
+    queue = next(line for line in out.splitlines() if "collector sending queue" in line)
+    assert re.search(r"logs \d+ · metrics \d+ · traces \d+ items", queue), queue
+    for what in ("newest request row", "visibility lag", "ClickHouse", "PostgreSQL", "alerts"):
+        line = next(line for line in out.splitlines() if f" {what}" in line)
+        assert "cannot tell" not in line, line
+    assert re.search(r"\d+ firing, \d+ pending \(monitor, \d+ s ago\)", out), out
+    assert re.search(r"\d+ sessions of 300", out), out
 
 
 def test_up_is_idempotent() -> None:

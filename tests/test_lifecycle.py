@@ -15,18 +15,10 @@ import pytest
 
 from clickpulse.stack.clickhouse_client import admin_client
 from clickpulse.stack.processes import StackError, free_port
-from clickpulse.stack.settings import REPO_ROOT, Settings
+from clickpulse.stack.settings import PORT_VARIABLES, REPO_ROOT, Settings
 
-PORT_VARS = (
-    "CLICKPULSE_CH_HTTP_PORT",
-    "CLICKPULSE_CH_NATIVE_PORT",
-    "CLICKPULSE_PG_PORT",
-    "CLICKPULSE_OTLP_GRPC_PORT",
-    "CLICKPULSE_OTLP_HTTP_PORT",
-    "CLICKPULSE_COLLECTOR_HEALTH_PORT",
-    "CLICKPULSE_CRUD_API_PORT",
-    "CLICKPULSE_ECOMMERCE_API_PORT",
-)
+# Every port the stack opens, on a free one: a port missing here would clash with this stack.
+PORT_VARS = tuple(name for name, _ in PORT_VARIABLES.values())
 
 
 @pytest.fixture

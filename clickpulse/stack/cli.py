@@ -94,7 +94,23 @@ def status(settings: Settings) -> bool:
             "[green]yes[/green]" if healthy else "[red]no[/red]",
         )
     console.print(table)
+    pipeline_status(settings)
     return all_healthy
+
+
+def pipeline_status(settings: Settings) -> None:
+    """Beyond liveness: queue, freshness, lag, ClickHouse, PostgreSQL, alerts. Informative: the
+    exit code stays the components' health (an alert is for `nox -s alerts`, which exits 1)."""
+    from clickpulse.monitoring.pipeline_health import gather
+
+    colours = {"ok": "green", "warn": "yellow", "bad": "red", "unknown": "dim"}
+    table = Table(title="pipeline health")
+    table.add_column("")
+    table.add_column("what")
+    table.add_column("now")
+    for line in gather(settings):
+        table.add_row(f"[{colours[line.level]}]●[/]", line.what, line.value)
+    console.print(table)
 
 
 def logs(settings: Settings, name: str, follow: bool) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import psutil
 
+from clickpulse.monitoring.rules import RULES
 from clickpulse.stack import collector_build, jwt_keys, topology
 from clickpulse.stack.clickhouse_server import USERS_XML
 from clickpulse.stack.processes import ManagedProcess, StackError, http_ok
@@ -417,7 +418,10 @@ class Monitor(Component):
                 healthy=self._beating,
                 start_timeout=60.0,
             ),
-            address=f"alerts: {settings.monitor_dir / 'alerts.json'}",
+            address=(
+                f"{len(RULES)} alert rules against http://{settings.ch_host}:"
+                f"{settings.ports.clickhouse_http}, PostgreSQL every 15 s"
+            ),
         )
 
     def _beating(self) -> bool:
@@ -432,7 +436,7 @@ class Monitor(Component):
 
     def describe(self, proc: psutil.Process | None) -> str:
         webhook = self.settings.alert_webhook_url
-        return self.address + (f", webhook {webhook}" if webhook else "")
+        return self.address + (f"; notifies {webhook}" if webhook else "")
 
 
 def uvicorn_argv(app: str, host: str, port: int, workers: int) -> list[str]:
