@@ -95,6 +95,42 @@ ROWS: dict[str, tuple[list[str], list[tuple[Any, ...]]]] = {
         ["stage", "sessions"],
         [("1 viewed a product", 80), ("2 added to cart", 30), ("3 checked out", 10)],
     ),
+    "Ingest rate by signal": (
+        ["time", "signal", "accepted"],
+        [(t, s, 10.0) for t in TIMES for s in ("traces", "metrics", "logs")],
+    ),
+    "Refused and failed items per minute": (
+        ["time", "refused", "failed", "dropped"],
+        [(t, 0.0, 0.0, 0.0) for t in TIMES],
+    ),
+    "Collector sending queue": (
+        ["time", "signal", "queued"],
+        [(t, s, 3.0) for t in TIMES for s in ("traces", "metrics")],
+    ),
+    "Visibility lag": (["time", "p50", "p95", "max"], [(t, 0.6, 1.1, 2.0) for t in TIMES]),
+    "ClickHouse active parts per partition": (
+        ["time", "table", "parts"],
+        [(t, "otel.otel_traces", 4.0) for t in TIMES],
+    ),
+    "ClickHouse inserts and merges per minute": (
+        ["time", "inserts", "failed_inserts", "merges"],
+        [(t, 30.0, 0.0, 4.0) for t in TIMES],
+    ),
+    "ClickHouse insert latency": (["time", "insert_ms"], [(t, 12.0) for t in TIMES]),
+    "ClickHouse disk": (["time", "used", "free"], [(t, 2e11, 8e10) for t in TIMES]),
+    "PostgreSQL sessions by state": (
+        ["time", "state", "sessions"],
+        [(t, s, 3.0) for t in TIMES for s in ("active", "idle")],
+    ),
+    "PostgreSQL: oldest transaction and lock waits": (
+        ["time", "oldest_transaction", "lock_waits", "up"],
+        [(t, 0.0, 0.0, 1.0) for t in TIMES],
+    ),
+    "Alerts pending and firing": (["time", "pending", "firing"], [(t, 0, 1) for t in TIMES]),
+    "Alert rules now": (
+        ["rule", "instance", "state", "reported"],
+        [("clickpulse-5xx-share", "service=crud-api", "firing", T0)],
+    ),
 }
 
 
@@ -160,6 +196,17 @@ def test_series_are_named_as_grafana_names_them() -> None:
     refused = _show("Refused requests per second").series
     assert [s.name for s in refused] == ["unauthorized", "forbidden", "rate_limited", "shed"]
     assert {s.unit for s in refused} == {"reqps"}
+
+
+def test_pipeline_series_are_per_signal_and_units_per_column() -> None:
+    queue = _show("Collector sending queue")
+    assert [s.name for s in queue.series] == ["queued traces", "queued metrics"]
+    postgres = _show("PostgreSQL: oldest transaction and lock waits")
+    assert [(s.name, s.unit) for s in postgres.series] == [
+        ("oldest_transaction", "s"),
+        ("lock_waits", "short"),
+        ("up", "bool"),
+    ]
 
 
 def test_stats_show_one_value_with_its_unit_and_no_threshold_colour() -> None:

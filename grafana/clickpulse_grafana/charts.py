@@ -69,7 +69,12 @@ def _axis_format(unit: str | None) -> dict[str, Any]:
     if unit == "percentunit":
         return {"format": ".0%"}
     if unit == "bytes":
-        return {"labelExpr": "format(datum.value / 1048576, '.0f') + ' MiB'"}
+        # IEC steps as Grafana's `bytes`: a disk in GiB, a process in MiB.
+        return {
+            "labelExpr": "datum.value >= 1073741824"
+            " ? format(datum.value / 1073741824, '.0f') + ' GiB'"
+            " : format(datum.value / 1048576, '.0f') + ' MiB'"
+        }
     if unit == "currencyUSD":
         return {"format": "$~s"}
     # SI prefixes from 1,000 up (1.5k, as Grafana's "short"), plain decimals below: "~s" alone

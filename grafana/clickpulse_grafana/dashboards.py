@@ -1,4 +1,4 @@
-"""The three dashboards (Overview, Performance, Business). `python -m clickpulse_grafana
+"""The four dashboards (Overview, Performance, Business, Pipeline). `python -m clickpulse_grafana
 build` writes grafana/dashboards/*.json; a test checks the committed JSON is exactly what the
 code generates. The panel model is panel_model, the SQL they share sql_fragments, and each
 dashboard its own module."""
@@ -12,6 +12,7 @@ from clickpulse_grafana.business import BUSINESS
 from clickpulse_grafana.overview import OVERVIEW
 from clickpulse_grafana.panel_model import DATASOURCE, Dashboard, Panel
 from clickpulse_grafana.performance import PERFORMANCE
+from clickpulse_grafana.pipeline import PIPELINE
 
 __all__ = [
     "ALERTING_FILE",
@@ -28,7 +29,12 @@ DASHBOARDS_DIR = Path(__file__).resolve().parent.parent / "dashboards"
 ALERTING_FILE = (
     Path(__file__).resolve().parent.parent / "provisioning" / "alerting" / "clickpulse.yaml"
 )
-DASHBOARDS = {"overview": OVERVIEW, "performance": PERFORMANCE, "business": BUSINESS}
+DASHBOARDS = {
+    "overview": OVERVIEW,
+    "performance": PERFORMANCE,
+    "business": BUSINESS,
+    "pipeline": PIPELINE,
+}
 
 
 def render(name: str) -> str:

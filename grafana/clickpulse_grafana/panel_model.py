@@ -146,6 +146,8 @@ class Dashboard:
     description: str
     panels: list[Panel]
     extra_variables: list[dict[str, Any]] = field(default_factory=list)
+    # The service, endpoint and region variables, for dashboards about requests.
+    request_variables: bool = True
 
     def to_json(self) -> dict[str, Any]:
         panels, x, y, row_height = [], 0, 0, 0
@@ -171,7 +173,9 @@ class Dashboard:
             "fiscalYearStartMonth": 0,
             "links": [],
             "annotations": {"list": []},
-            "templating": {"list": [*variables(), *self.extra_variables]},
+            "templating": {
+                "list": [*(variables() if self.request_variables else []), *self.extra_variables]
+            },
             "panels": panels,
         }
 
