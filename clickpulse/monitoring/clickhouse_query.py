@@ -34,5 +34,15 @@ class ClickHouseQuery:
         except OperationalError as exc:
             # A new client (and connection pool) next time: the server may have restarted.
             self._client = None
-            raise ClickHouseUnavailable(str(exc).strip().splitlines()[0][:200]) from exc
+            raise ClickHouseUnavailable(_reason(str(exc))) from exc
         return list(result.column_names), [tuple(row) for row in result.result_rows]
+
+
+def _reason(text: str) -> str:
+    """urllib3's message, said shortly: "connection refused", "timed out", else its start."""
+    lowered = text.lower()
+    if "connection refused" in lowered:
+        return "connection refused"
+    if "timed out" in lowered or "timeout" in lowered:
+        return "timed out"
+    return " ".join(text.split())[:200]

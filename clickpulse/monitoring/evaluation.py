@@ -15,7 +15,8 @@ collector live has no history: it starts pending.
 When ClickHouse does not answer, the rules keep their last state and say why (Grafana's
 KeepLast), except the rule whose error is the alert, and the queue-backlog rule, which then
 reads the collector's own Prometheus endpoint (clickpulse.monitoring.collector_live). After the
-first connection failure in a round, the other rules do not wait for their own timeouts."""
+first connection failure in a round, the other rules do not wait for their own timeouts. An
+alert whose row is missing resolves at the second evaluation without it, as in Grafana."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -40,6 +41,11 @@ Query = Callable[[str], tuple[list[str], list[tuple[Any, ...]]]]
 LiveRead = Callable[[str], dict[Labels, float]]
 
 STALE_AFTER_INTERVALS = 3
+# Grafana's missing_series_evals_to_resolve (default 2): an alert whose row is missing keeps its
+# state through one evaluation and resolves at the second. Right after ClickHouse is back, the
+# data of the outage is still in the collector's queue for a few seconds: without this, the
+# backlog alert resolved and went pending again 10 s later as that data landed.
+MISSING_EVALS_TO_RESOLVE = 2
 
 
 class ClickHouseUnavailable(RuntimeError):
@@ -55,6 +61,8 @@ class Instance:
     value: float | None
     # When it started firing (the breach began `for_s` or more before).
     firing_since: float | None = None
+    # Evaluations in a row that returned no row for it (see MISSING_EVALS_TO_RESOLVE).
+    missing: int = 0
 
 
 @dataclass
@@ -161,6 +169,7 @@ class Evaluator:
                     since=inst["since"],
                     value=inst["value"],
                     firing_since=inst.get("firing_since"),
+                    missing=inst.get("missing", 0),
                 )
                 for key, inst in status["instances"].items()
             }
@@ -280,15 +289,19 @@ class Evaluator:
                 transitions.append(
                     Transition(now, rule.uid, rule.title, labels, was, instance.state, value, error)
                 )
-        # An instance that no longer returns a row has no data any more: it is ok again.
+        # An alert whose row is missing resolves at its second evaluation without one.
         for key, before in known.items():
-            if key not in status.instances and before.state != "ok":
-                status.instances[key] = Instance(before.labels, "ok", now, None)
-                transitions.append(
-                    Transition(
-                        now, rule.uid, rule.title, before.labels, before.state, "ok", None, error
-                    )
+            if key in status.instances or before.state == "ok":
+                continue
+            if before.missing + 1 < MISSING_EVALS_TO_RESOLVE:
+                status.instances[key] = replace(before, missing=before.missing + 1)
+                continue
+            status.instances[key] = Instance(before.labels, "ok", now, None)
+            transitions.append(
+                Transition(
+                    now, rule.uid, rule.title, before.labels, before.state, "ok", None, error
                 )
+            )
         self.status[rule.uid] = status
         return transitions
 

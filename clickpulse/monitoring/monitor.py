@@ -217,5 +217,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m clickpulse.monitoring monitor")
     parser.parse_args(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(message)s", level=logging.WARNING)
+    # While ClickHouse is away every query logs urllib3's retry and the driver's exception: the
+    # alert says it once, with the reason.
+    for noisy in ("urllib3", "clickhouse_connect"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
     settings = Settings.from_env()
     asyncio.run(Monitor(settings, webhook_url=settings.alert_webhook_url).run())
