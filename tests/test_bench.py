@@ -168,3 +168,49 @@ def test_the_section_keeps_the_other_sections_of_the_doc(
     assert "stale" not in text
     assert text.index("## 1. Ingest") < text.index("## 6. Capacity")
     assert "| abc | 1 | 200 |" in text
+
+
+def _event(rule: str, to: str, at: float, labels: dict[str, str] | None = None) -> dict[str, Any]:
+    return {
+        "rule": rule,
+        "title": rule,
+        "labels": labels or {},
+        "to": to,
+        "at_epoch": at,
+        "value": 1.0,
+    }
+
+
+def test_the_drill_timeline_has_an_episode_per_alert_and_judges_detection() -> None:
+    from clickpulse_bench.alert_timeline import Expected, Timeline, _spans, judge
+
+    unreachable = "clickpulse-clickhouse-unreachable"
+    backlog = "clickpulse-collector-backlog"
+    events = [
+        _event(unreachable, "pending", 108),
+        _event(backlog, "pending", 118, {"signal": "traces"}),
+        _event(unreachable, "firing", 129),
+        _event(backlog, "firing", 129, {"signal": "traces"}),
+        _event(unreachable, "ok", 169),
+        _event(backlog, "ok", 169, {"signal": "traces"}),
+        # A second episode of the same alert is its own line.
+        _event(backlog, "pending", 179, {"signal": "traces"}),
+    ]
+    spans = _spans(events)
+    assert [(s.uid, s.pending_at, s.firing_at, s.resolved_at) for s in spans] == [
+        (unreachable, 108, 129, 169),
+        (backlog, 118, 129, 169),
+        (backlog, 179, None, None),
+    ]
+    timeline = Timeline(fault_at=100, recovered_at=160, spans=spans)
+    assert timeline.detection_s(unreachable) == 29
+    assert timeline.relative(129) == "+29s"
+    problems = judge(
+        timeline, [Expected(unreachable, within_s=60), Expected("clickpulse-5xx-share", 120)]
+    )
+    assert problems == [
+        "Server errors (5xx share) did not fire",
+        "clickpulse-collector-backlog (signal=traces) did not resolve",
+    ]
+    late = judge(Timeline(100, 160, spans[:2]), [Expected(unreachable, within_s=20)])
+    assert late == ["ClickHouse unreachable fired after 29 s (goal 20 s)"]

@@ -39,7 +39,7 @@ def _duration(seconds: float) -> str:
     if seconds < 60:
         return f"{seconds}s"
     if seconds < 3600:
-        return f"{seconds // 60}m {seconds % 60:02d}s"
+        return f"{seconds // 60}m" + (f" {seconds % 60:02d}s" if seconds % 60 else "")
     return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
 
 

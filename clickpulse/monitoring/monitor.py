@@ -28,13 +28,8 @@ from opentelemetry.sdk.metrics import MeterProvider
 from clickpulse.monitoring import heartbeat
 from clickpulse.monitoring.clickhouse_query import ClickHouseQuery
 from clickpulse.monitoring.collector_live import CollectorLive
-from clickpulse.monitoring.evaluation import Evaluator, Transition, format_value
-from clickpulse.monitoring.notifications import (
-    STATE_FILE,
-    append_transitions,
-    post_webhook,
-    webhook_payload,
-)
+from clickpulse.monitoring.evaluation import Evaluator, Transition
+from clickpulse.monitoring.notifications import STATE_FILE, notify
 from clickpulse.monitoring.postgres_stats import PostgresSample, PostgresSampler
 from clickpulse.monitoring.rules import GROUPS, RULES, Group, Rule
 from clickpulse.stack.settings import Settings
@@ -169,26 +164,8 @@ class Monitor:
         return transitions
 
     def record(self, transitions: list[Transition]) -> None:
-        append_transitions(self.directory, transitions)
-        by_uid = {r.uid: r for r in RULES}
-        for t in transitions:
-            labels = ",".join(f"{k}={v}" for k, v in t.labels)
-            value = format_value(by_uid[t.uid], t.value) if t.uid in by_uid else t.value
-            log.warning(
-                "%s%s: %s -> %s (%s)%s",
-                t.title,
-                f" [{labels}]" if labels else "",
-                t.before,
-                t.after,
-                value,
-                f"; {t.error}" if t.error else "",
-            )
-        payload = webhook_payload(transitions)
-        if payload and self.webhook_url:
-            try:
-                post_webhook(self.webhook_url, payload)
-            except Exception as exc:
-                log.warning("webhook %s failed: %s", self.webhook_url, exc)
+        for line in notify(self.directory, self.webhook_url, transitions):
+            log.warning("%s", line)
 
     async def _sleep(self, seconds: float) -> None:
         if seconds > 0:

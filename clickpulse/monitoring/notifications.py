@@ -114,3 +114,28 @@ def webhook_payload(transitions: Sequence[Transition]) -> dict[str, Any] | None:
 def post_webhook(url: str, payload: dict[str, Any], timeout_s: float = 5.0) -> None:
     response = httpx.post(url, json=payload, timeout=timeout_s)
     response.raise_for_status()
+
+
+def notify(
+    directory: Path, webhook_url: str | None, transitions: Sequence[Transition]
+) -> list[str]:
+    """Records the transitions (JSON lines), posts the ones that notify to the webhook, and
+    returns a line per transition for the log (a failed post is one more line, not an error:
+    the next transition is posted all the same)."""
+    append_transitions(directory, transitions)
+    by_uid = {r.uid: r for r in RULES}
+    lines = []
+    for t in transitions:
+        labels = ",".join(f"{k}={v}" for k, v in t.labels)
+        value = format_value(by_uid[t.uid], t.value) if t.uid in by_uid else str(t.value)
+        lines.append(
+            f"{t.title}{f' [{labels}]' if labels else ''}: {t.before} -> {t.after} ({value})"
+            + (f"; {t.error}" if t.error else "")
+        )
+    payload = webhook_payload(transitions)
+    if payload and webhook_url:
+        try:
+            post_webhook(webhook_url, payload)
+        except Exception as exc:
+            lines.append(f"webhook {webhook_url} failed: {exc}")
+    return lines
