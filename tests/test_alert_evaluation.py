@@ -14,7 +14,7 @@ import pytest
 
 from clickpulse.monitoring.evaluation import ClickHouseUnavailable, Evaluator, Labels
 from clickpulse.monitoring.notifications import webhook_payload
-from clickpulse.monitoring.rules import PIPELINE, RED, Rule, rule
+from clickpulse.monitoring.rules import PIPELINE, Group, Rule, rule
 
 pytestmark = pytest.mark.no_stack
 
@@ -51,7 +51,7 @@ def scripted(values: Callable[[float], dict[str, float] | None]) -> Callable[[st
 FIVE_XX = Rule(
     uid="test-5xx",
     title="5xx",
-    group=RED,  # every 15 s
+    group=Group("test", 15),
     sql="SELECT service, 0.0 AS value FROM t WHERE $__timeFilter(ts) GROUP BY service",
     window_s=60,
     condition=">",

@@ -193,7 +193,7 @@ def postgres_outage(settings: Settings, rps: float) -> DrillResult:
         fault,
         [
             Expected("clickpulse-5xx-share", within_s=120),
-            Expected("clickpulse-postgres-down", within_s=60),
+            Expected("clickpulse-postgres-down", within_s=90),
         ],
     )
 

@@ -56,6 +56,9 @@ def section(settings: Settings, quick: bool, note: str) -> str:
         + "\n\nSelf-monitoring (the monitor process, ClickHouse's refreshable view sampling its"
         " system tables every 15 s, the collector's own metrics every 10 s), switched off and on"
         f" in turns of {window} s ({pairs} pair(s)), idle and at {LOADED_RPS} req/s; CPU time"
-        " of every process of the stack (k6 excluded), in % of one core. The goal: under 2 % of"
-        " a core idle, and under 2 % of the stack's CPU under load.\n\n" + md_table(costs) + note
+        " of every process of the stack (k6 excluded), in % of one core. The cost is the"
+        " monitor's own CPU plus what ClickHouse, the collector and PostgreSQL used more with"
+        " it on; the services do nothing different, so the whole stack's difference (last"
+        " column) adds the load's own variance to it. The goal: under 2 % of a core idle, and"
+        " under 2 % of the stack's CPU under load.\n\n" + md_table(costs) + note
     )
