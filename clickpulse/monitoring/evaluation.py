@@ -271,15 +271,16 @@ class Evaluator:
                     since = self._history_start(rule, now, labels)
                 else:
                     since = now
-                firing = now - since >= rule.for_s
-                state: StateName = "firing" if firing else "pending"
-                firing_since = (
-                    (before.firing_since if before and before.firing_since else since + rule.for_s)
-                    if firing
-                    else None
-                )
-                if firing and was != "firing":
-                    firing_since = now if before is not None else since + rule.for_s
+                firing_since: float | None = None
+                if now - since >= rule.for_s:
+                    if before is not None and before.state == "firing":
+                        firing_since = before.firing_since
+                    elif before is not None:
+                        firing_since = now
+                    else:
+                        # Reconstructed: it began firing when the breach had lasted `for`.
+                        firing_since = since + rule.for_s
+                state: StateName = "firing" if firing_since is not None else "pending"
                 instance = Instance(labels, state, since, value, firing_since)
             else:
                 since = now if was != "ok" or before is None else before.since
