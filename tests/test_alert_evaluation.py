@@ -14,7 +14,7 @@ import pytest
 
 from clickpulse.monitoring.evaluation import ClickHouseUnavailable, Evaluator, Labels
 from clickpulse.monitoring.notifications import webhook_payload
-from clickpulse.monitoring.rules import PIPELINE, Group, Rule, rule
+from clickpulse.monitoring.rules import Group, Rule, rule
 
 pytestmark = pytest.mark.no_stack
 
@@ -187,11 +187,13 @@ def test_the_queue_rule_reads_the_collector_while_clickhouse_is_away() -> None:
         raise ClickHouseUnavailable("Connection refused")
 
     evaluator = Evaluator(query, live=live, rules=[backlog], clock=clock)
-    changes = run(evaluator, clock, T0 + 20, PIPELINE.interval_s)
-    # 12 s of data at first (ok), 22 s at +10 (pending), firing 10 s later.
-    assert changes == [(10, "pending"), (20, "firing")]
+    changes = run(evaluator, clock, T0 + 30, backlog.group.interval_s)
+    # 12 s of data at first (ok), 42 s 30 s later: firing at once (no `for`: 15 s of data
+    # waiting is already a breach that lasted).
+    assert backlog.for_s == 0
+    assert changes == [(30, "firing")]
     assert evaluator.status[backlog.uid].source == "live"
-    assert live_calls == [backlog.live] * 3
+    assert live_calls == [backlog.live] * 2
 
 
 def test_an_alert_whose_row_is_missing_resolves_at_the_second_evaluation() -> None:

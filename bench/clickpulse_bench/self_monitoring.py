@@ -1,33 +1,41 @@
 """Part of section 5: what watching itself costs the stack (issue 14's goal: under 2 % of one
 core idle, under 2 % of the capacity under load).
 
-Self-monitoring is three things, switched off and on together here: the monitor process
-(PostgreSQL sampling, the alert rules' queries), ClickHouse's refreshable view sampling its
-system tables (SYSTEM STOP/START VIEW) and the collector's own metrics (restarted with
-CLICKPULSE_COLLECTOR_METRICS_LEVEL=none). Windows with it on and off take turns; each measures
-the CPU time (user + system, from the kernel) of every process of the stack over the window
-(k6 excluded), after a settle time for restarts. The cost is the difference of the means, and
-per component, so a busy neighbour on the box moves both sides alike (CPU time, not wall)."""
+Self-monitoring is three things: the monitor process (PostgreSQL sampling, the alert rules'
+queries), ClickHouse's refreshable view sampling its system tables and the collector's own
+metrics. Two measurements:
+
+- `measure`: all three switched off (monitor stopped, SYSTEM STOP VIEW, the collector restarted
+  with CLICKPULSE_COLLECTOR_METRICS_LEVEL=none) and on, in alternating windows; each measures
+  the CPU time (user + system, from the kernel) of every process of the stack over the window.
+  Precise idle; under load ClickHouse's merges alone vary by ±3 % of a core from one 40 s
+  window to the next, more than the cost.
+- `attribute`: each piece of work timed on its own, in short bursts (ten times back to back,
+  less what the process uses anyway over the same wall time), times how often the monitor or
+  ClickHouse does it; under load too, since the rules read the requests of the last minutes."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import psutil
 
 from clickpulse.stack.clickhouse_client import admin_client
-from clickpulse.stack.components import Collector, Monitor, all_components
+from clickpulse.stack.components import ClickHouse, Collector, Monitor, Postgres, all_components
 from clickpulse.stack.settings import Settings
 from clickpulse_bench.common import console
 
 VIEW = "ops.clickhouse_samples_refresh"
+# REFRESH EVERY 15 SECOND (clickhouse/migrations/0011_ops_clickhouse_samples.sql).
+REFRESH_INTERVAL_S = 15.0
 SETTLE_S = 10.0
 
 
@@ -151,3 +159,72 @@ def measure(settings: Settings, *, rps: int, window_s: int, pairs: int) -> dict[
         **{f"{name} +": round(100 * delta, 2) for name, delta in deltas.items()},
         "whole stack +, % of a core": round(100 * (total_on - total_off), 2),
     }
+
+
+def _cpu(proc: psutil.Process) -> float:
+    total = 0.0
+    for p in [proc, *proc.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            times = p.cpu_times()
+            total += times.user + times.system
+    return total
+
+
+def _burst(proc: psutil.Process, work: Callable[[], object], times: int) -> float:
+    """CPU seconds `proc` spends on one `work()`, less its background rate meanwhile."""
+    start, wall = _cpu(proc), time.monotonic()
+    time.sleep(2)
+    background = (_cpu(proc) - start) / (time.monotonic() - wall)
+    start, wall = _cpu(proc), time.monotonic()
+    for _ in range(times):
+        work()
+    used = _cpu(proc) - start - background * (time.monotonic() - wall)
+    return max(used, 0.0) / times
+
+
+def attribute(settings: Settings, *, rps: int, times: int = 10) -> dict[str, Any]:
+    """Each part's cost, in % of a core, at the pace the stack does it."""
+    from clickpulse.monitoring.clickhouse_query import ClickHouseQuery
+    from clickpulse.monitoring.evaluation import observe
+    from clickpulse.monitoring.monitor import POSTGRES_INTERVAL_S
+    from clickpulse.monitoring.postgres_stats import PostgresSampler
+    from clickpulse.monitoring.rules import GROUPS, RULES
+
+    clickhouse = ClickHouse(settings).process.running()
+    postgres = Postgres(settings).process.running()
+    monitor = Monitor(settings).process.running()
+    assert clickhouse and postgres and monitor, "the stack must be up: nox -s up"
+    admin = admin_client(settings)
+    query = ClickHouseQuery(settings)
+    row: dict[str, Any] = {"load req/s": rps}
+    with _load(rps, 120):
+
+        def refresh() -> None:
+            admin.command(f"SYSTEM REFRESH VIEW {VIEW}")
+            admin.command(f"SYSTEM WAIT VIEW {VIEW}")
+
+        refresh_s = _burst(clickhouse, refresh, times)
+        row["ClickHouse sampling itself"] = round(100 * refresh_s / REFRESH_INTERVAL_S, 2)
+        rules_cost = 0.0
+        for group in GROUPS:
+            rules = [r for r in RULES if r.group == group]
+
+            def one_round(rules: list[Any] = rules) -> None:
+                for r in rules:
+                    observe(r, query, time.time())
+
+            rules_cost += _burst(clickhouse, one_round, times) / group.interval_s
+        row["ClickHouse answering the rules"] = round(100 * rules_cost, 2)
+        sampler = PostgresSampler(settings.pg_monitor_dsn)
+        loop = asyncio.new_event_loop()  # one loop: the sampler keeps its connection
+        try:
+            postgres_s = _burst(postgres, lambda: loop.run_until_complete(sampler.sample()), times)
+            loop.run_until_complete(sampler.close())
+        finally:
+            loop.close()
+        row["PostgreSQL answering the samples"] = round(100 * postgres_s / POSTGRES_INTERVAL_S, 2)
+        start, wall = _cpu(monitor), time.monotonic()
+        time.sleep(30)
+        row["monitor process"] = round(100 * (_cpu(monitor) - start) / (time.monotonic() - wall), 2)
+    row["sum, % of a core"] = round(sum(v for k, v in row.items() if k not in ("load req/s",)), 2)
+    return row

@@ -148,7 +148,7 @@ class Monitor:
                 break
             due[group] = time.monotonic() + group.interval_s
             rules = [r for r in RULES if r.group == group]
-            if group.name == "pipeline":
+            if any(r.live for r in rules):
                 # A reading every round, so the live fallback has a rate over its window.
                 with contextlib.suppress(Exception):
                     await asyncio.to_thread(self.collector.scrape)
