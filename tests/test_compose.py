@@ -28,6 +28,8 @@ LONG_RUNNING = {
     "ecommerce-api",
     "gateway",
     "grafana",
+    "monitor",
+    "alert-receiver",
 }
 
 
@@ -255,3 +257,27 @@ def test_other_cluster_shapes_are_refused_for_compose(tmp_path: Path) -> None:
     settings = dataclasses.replace(Settings.from_env(), state_dir=tmp_path)
     with pytest.raises(StackError, match="runs 2 shard"):
         compose_env(settings, Topology(shards=3, copies=2, replication="keeper"))
+
+
+def test_grafana_evaluates_the_alert_rules_and_notifies_the_local_receiver(
+    services: dict[str, Any],
+) -> None:
+    grafana = services["grafana"]
+    assert grafana["environment"]["CLICKPULSE_ALERT_WEBHOOK_URL"] == "http://alert-receiver:9095/"
+    mounts = {m["target"]: m["source"] for m in grafana["volumes"] if m["type"] == "bind"}
+    provisioning = Path(mounts["/etc/grafana/provisioning"])
+    assert (provisioning / "alerting" / "clickpulse.yaml").exists()
+    assert services["alert-receiver"]["command"][-4:] == ["--host", "0.0.0.0", "--port", "9095"]
+    # The monitor samples PostgreSQL there too, reaching the containers by name; Grafana
+    # notifies, so the monitor does not (no webhook of its own).
+    monitor = services["monitor"]
+    assert monitor["command"] == ["python", "-m", "clickpulse.monitoring", "monitor"]
+    env = monitor["environment"]
+    assert env["CLICKPULSE_MONITOR_PG_DSN"].startswith("postgresql://clickpulse:")
+    assert env["CLICKPULSE_MONITOR_PG_DSN"].endswith("@postgres:5432/clickpulse")
+    assert env["CLICKPULSE_MONITOR_OTLP_ENDPOINT"] == "http://collector:4317"
+    assert env["CLICKPULSE_MONITOR_COLLECTOR_METRICS_URL"] == "http://collector:8888/metrics"
+    assert env["CLICKPULSE_CH_HOST"] == "clickhouse"
+    assert "CLICKPULSE_ALERT_WEBHOOK_URL" not in env
+    dockerfile = (REPO_ROOT / "services" / "Dockerfile").read_text()
+    assert "COPY grafana ./grafana" in dockerfile  # the rules' macros
