@@ -214,3 +214,21 @@ def test_the_drill_timeline_has_an_episode_per_alert_and_judges_detection() -> N
     ]
     late = judge(Timeline(100, 160, spans[:2]), [Expected(unreachable, within_s=20)])
     assert late == ["ClickHouse unreachable fired after 29 s (goal 20 s)"]
+
+
+def test_the_drills_doc_has_every_timeline_column_even_for_a_quiet_drill() -> None:
+    from clickpulse_bench.alert_timeline import AlertSpan, Timeline
+    from clickpulse_bench.drills import DrillResult, _doc_section, _timeline_rows
+    from clickpulse_load.audit import Audit
+
+    quiet = DrillResult("collector killed", Audit(sent=10, landed=10))
+    quiet.timeline = Timeline(fault_at=100, recovered_at=110, spans=[])
+    loud = DrillResult("ClickHouse stopped", Audit(sent=10, landed=10))
+    span = AlertSpan("clickpulse-clickhouse-unreachable", "ClickHouse unreachable", {})
+    span.pending_at, span.firing_at, span.resolved_at = 105, 125, 175
+    loud.timeline = Timeline(fault_at=100, recovered_at=160, spans=[span])
+    rows = _timeline_rows([quiet, loud])
+    doc = _doc_section(50, [quiet, loud], rows)
+    assert "| drill | alert | pending | firing | resolved | fault ended |" in doc
+    assert "| collector killed | (none) |  |  |  | +10s |" in doc
+    assert "| ClickHouse stopped | ClickHouse unreachable | +5s | +25s | +75s | +60s |" in doc

@@ -205,7 +205,10 @@ def _timeline_rows(results: list[DrillResult]) -> list[dict[str, str]]:
         if timeline is None:
             continue
         if not timeline.spans:
-            rows.append({"drill": r.name, "alert": "(none)"})
+            rows.append(
+                {"drill": r.name, "alert": "(none)", "pending": "", "firing": "", "resolved": ""}
+                | {"fault ended": timeline.relative(timeline.recovered_at)}
+            )
         for span in timeline.spans:
             rows.append(
                 {

@@ -65,7 +65,9 @@ def _alert(rule: Rule, t: Transition) -> dict[str, Any]:
         "labels": labels,
         "annotations": {
             "summary": rule.summary,
-            "value": format_value(rule, t.value) if t.error is None else t.error,
+            # The value, also when it was read from the collector while ClickHouse was away;
+            # the error only when there is no value (ClickHouse unreachable).
+            "value": format_value(rule, t.value) if t.value is not None else (t.error or "-"),
         },
         "startsAt": _iso(t.at),
         "endsAt": NO_END if firing else _iso(t.at),
