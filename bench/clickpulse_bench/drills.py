@@ -11,7 +11,7 @@ what the monitor told meanwhile (its alert timeline, beside the counts).
    by themselves; the 5xx share fires within 2 minutes and resolves.
 
 Every drill waits for its alerts to resolve before the next starts. The results, with the
-timelines, go to docs/benchmarks.md (section 8).
+timelines, go to docs/benchmarks.md (section 9).
 """
 
 from __future__ import annotations
@@ -237,7 +237,7 @@ def _doc_section(rps: float, results: list[DrillResult], rows: list[dict[str, st
     ]
     notes = "\n".join(f"- {r.name}: {note}" for r in results for note in r.notes)
     return (
-        "## 8. Fault drills and alerts\n\n"
+        "## 9. Fault drills and alerts\n\n"
         f"`nox -s drills` at {rps:g} req/s (k6, the mixed scenario), with the monitor evaluating"
         " the alert rules as it always does. Times are from the fault's start; the goals are a"
         " ClickHouse outage reported (firing) within 60 s and a 5xx share above its threshold"
@@ -298,5 +298,5 @@ def main(argv: list[str] | None = None) -> int:
     for r in results:
         for note in r.notes:
             console.print(f"{r.name}: {note}", highlight=False)
-    write_doc("nox -s drills", versions(settings), {"8": _doc_section(rps, results, rows)})
+    write_doc("nox -s drills", versions(settings), {"9": _doc_section(rps, results, rows)})
     return 0 if all(r.ok for r in results) else 1

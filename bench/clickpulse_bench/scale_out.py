@@ -40,6 +40,7 @@ def pipeline(base: Settings, topology: Topology) -> Iterator[tuple[Settings, lis
         otlp_grpc=free_port(),
         otlp_http=free_port(),
         collector_health=free_port(),
+        collector_metrics=free_port(),
         crud_api=free_port(),
         ecommerce_api=free_port(),
     )
