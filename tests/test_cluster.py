@@ -30,19 +30,11 @@ from opentelemetry.trace import SpanKind
 from clickpulse.stack.clickhouse_client import admin_client, reader_client
 from clickpulse.stack.components import ClickHouse
 from clickpulse.stack.processes import free_port, free_port_run
-from clickpulse.stack.settings import REPO_ROOT, Settings
+from clickpulse.stack.settings import PORT_VARIABLES, REPO_ROOT, Settings
 from clickpulse.stack.topology import Node
 
-PORT_VARS = (
-    "CLICKPULSE_CH_HTTP_PORT",
-    "CLICKPULSE_CH_NATIVE_PORT",
-    "CLICKPULSE_PG_PORT",
-    "CLICKPULSE_OTLP_GRPC_PORT",
-    "CLICKPULSE_OTLP_HTTP_PORT",
-    "CLICKPULSE_COLLECTOR_HEALTH_PORT",
-    "CLICKPULSE_CRUD_API_PORT",
-    "CLICKPULSE_ECOMMERCE_API_PORT",
-)
+# Every port of the stack, from the settings (a port added there gets a free one here too).
+PORT_VARS = tuple(name for name, _ in PORT_VARIABLES.values())
 READER_TABLES = {
     ("otel", "otel_traces"),
     ("otel", "otel_traces_trace_id_ts"),

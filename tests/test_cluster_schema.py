@@ -21,12 +21,15 @@ from clickpulse.stack.cluster_schema import (
 )
 from clickpulse.stack.processes import StackError
 
-COPIES = cluster_schema({"otel", "analytics"})
-KEEPER = cluster_schema({"otel", "analytics"}, replication="keeper")
-
 
 def _all_statements() -> list[str]:
     return [s for m in migrations.discover() for s in m.statements()]
+
+
+# As the stack renders them: every database the migrations create is sharded.
+DATABASES = created_databases(_all_statements())
+COPIES = cluster_schema(DATABASES)
+KEEPER = cluster_schema(DATABASES, replication="keeper")
 
 
 @pytest.mark.no_stack
@@ -37,7 +40,7 @@ def test_one_node_runs_every_statement_as_written() -> None:
 
 @pytest.mark.no_stack
 def test_the_databases_to_shard_are_the_ones_the_migrations_create() -> None:
-    assert created_databases(_all_statements()) == {"otel", "analytics"}
+    assert created_databases(_all_statements()) == {"otel", "analytics", "ops"}
 
 
 @pytest.mark.no_stack
