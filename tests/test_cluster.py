@@ -8,8 +8,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -83,9 +85,10 @@ class Cluster:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    state = tmp_path_factory.mktemp("cluster")
-    # postgres runs as its own user under root: the folder must be reachable by it.
+def cluster() -> Iterator[Cluster]:
+    # Not under pytest's tmp: every pytest session that starts sets /tmp/pytest-of-<user> back
+    # to 0700, and postgres, which runs as its own user under root, then loses its way in.
+    state = Path(tempfile.mkdtemp(prefix="clickpulse-cluster-"))
     state.chmod(0o755)
     env = {
         key: value
@@ -115,6 +118,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         yield cluster
     finally:
         cluster.stack("down", timeout=180)
+        shutil.rmtree(state, ignore_errors=True)
 
 
 def _run_count(client: Client, table: str, run_id: str) -> int:
