@@ -15,14 +15,13 @@ up to N times the limit (README, "Who may do what").
 from __future__ import annotations
 
 import time
-from functools import lru_cache
 
 from litestar.enums import ScopeType
 from litestar.exceptions import TooManyRequestsException
 from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from clickpulse_services.common.client_identity import client_address
+from clickpulse_services.common.client_identity import request_client
 from clickpulse_services.common.settings import ServiceSettings, parse_rate
 from clickpulse_services.common.tokens import Principal
 
@@ -84,23 +83,14 @@ class RateLimits(ASGIMiddleware):
     def __init__(self, settings: ServiceSettings) -> None:
         self.users = Limit(settings.rate_limit_user)
         self.addresses = Limit(settings.rate_limit_anonymous)
-        proxies = settings.trusted_proxies
-
-        # Load comes from a bounded set of clients: their addresses are parsed once each.
-        @lru_cache(maxsize=4096)
-        def address(peer: str | None, forwarded_for: bytes | None) -> str:
-            forwarded = forwarded_for.decode("latin-1") if forwarded_for else None
-            return client_address(peer, forwarded, proxies)
-
-        self.address = address
+        self.proxies = settings.trusted_proxies
+        self.regions = settings.regions
 
     def _caller(self, scope: Scope) -> tuple[Limit, str]:
         user = scope.get("user")
         if isinstance(user, Principal):
             return self.users, str(user.id)
-        peer = scope.get("client")
-        forwarded_for = next((v for k, v in scope["headers"] if k == b"x-forwarded-for"), None)
-        return self.addresses, self.address(peer[0] if peer else None, forwarded_for)
+        return self.addresses, request_client(scope, self.proxies, self.regions)[0]
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         limit, key = self._caller(scope)

@@ -12,7 +12,6 @@ import os
 os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
 
 from collections.abc import Callable
-from functools import lru_cache
 
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, ReceiveMessage, Scope, Send
@@ -25,8 +24,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from clickpulse_services.common.client_identity import (
     RUN_HEADER,
     SESSION_HEADER,
-    client_address,
-    region_of,
+    request_client,
 )
 from clickpulse_services.common.process_metrics import (
     exporting_meter_provider,
@@ -145,27 +143,15 @@ class ServerSpans:
     def __init__(self, app: ASGIApp, tracer: trace.Tracer, settings: ServiceSettings) -> None:
         self.app = app
         self.tracer = tracer
-
-        # Load comes from a bounded set of clients: parsing and matching their addresses once
-        # each, not per request, is a measurable share of the span's cost.
-        @lru_cache(maxsize=4096)
-        def identity(peer: str | None, forwarded_for: str | None) -> tuple[str, str]:
-            address = client_address(peer, forwarded_for, settings.trusted_proxies)
-            return address, region_of(address, settings.regions)
-
-        self.identity = identity
+        self.proxies = settings.trusted_proxies
+        self.regions = settings.regions
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != ScopeType.HTTP or scope["path"] in UNTRACED_PATHS:
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
-        peer = scope.get("client")
-        forwarded_for = headers.get(b"x-forwarded-for")
-        address, region = self.identity(
-            peer[0] if peer else None,
-            forwarded_for.decode("latin-1") if forwarded_for else None,
-        )
+        address, region = request_client(scope, self.proxies, self.regions)
         method: str = scope["method"]
         attributes: dict[str, AttributeValue] = {
             "http.request.method": method,

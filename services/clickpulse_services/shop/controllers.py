@@ -13,7 +13,7 @@ from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clickpulse_services.common.auth import current_user, requires_user
-from clickpulse_services.common.client_identity import SESSION_HEADER, client_address
+from clickpulse_services.common.client_identity import SESSION_HEADER, request_client
 from clickpulse_services.common.openapi import errors
 from clickpulse_services.common.settings import ServiceSettings
 from clickpulse_services.common.web import Id, Limit, Offset
@@ -24,8 +24,7 @@ from clickpulse_services.shop.services import Caller, CartService, OrderService
 
 def _caller(request: Request[Any, Any, Any]) -> Caller:
     settings: ServiceSettings = request.app.state.settings
-    peer = request.client.host if request.client else None
-    address = client_address(peer, request.headers.get("x-forwarded-for"), settings.trusted_proxies)
+    address = request_client(request.scope, settings.trusted_proxies, settings.regions)[0]
     forward = {"x-forwarded-for": address, "authorization": f"Bearer {request.auth}"}
     if session := request.headers.get(SESSION_HEADER):
         forward[SESSION_HEADER] = session
