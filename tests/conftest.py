@@ -155,6 +155,17 @@ def _stack_is_up(request: pytest.FixtureRequest) -> None:
         request.getfixturevalue("_stack_checked")
 
 
+@pytest.fixture
+def some_requests(settings: Settings) -> int:
+    """A few catalogue reads (traced): requests for tests that need some, without the
+    session's `traffic` (its failed request must be among the newest 5xx when the dashboards'
+    tests run, so it is made by the first test that needs it, not earlier)."""
+    with httpx.Client(base_url=crud_url(settings)) as crud:
+        for _ in range(10):
+            assert crud.get("/products", params={"limit": 1}).status_code == 200
+    return 10
+
+
 @pytest.fixture(scope="session")
 def traffic(settings: Settings, reader: Client) -> dict[str, Any]:
     """A user who views a product, fills a cart and checks out, from eu-west; returns once

@@ -22,9 +22,9 @@ def _scalar(client: Client, sql: str, **parameters: Any) -> Any:
 
 
 def test_the_collectors_own_metrics_land_as_delta_counters(
-    reader: Client, traffic: dict[str, Any], wait_for: Callable[..., Any]
+    reader: Client, some_requests: int, wait_for: Callable[..., Any]
 ) -> None:
-    # The traffic fixture's spans went through the collector: it counted them.
+    # The requests' spans went through the collector: it counted them.
     accepted = wait_for(
         lambda: _scalar(
             reader,
