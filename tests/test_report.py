@@ -98,3 +98,37 @@ def test_headless_chromium_renders_every_panel(report: Path, tmp_path: Path) -> 
         check=False,
     )
     assert shot.read_bytes().startswith(PNG_MAGIC) and shot.stat().st_size > 50_000
+
+
+DRAW_A_NAME = """
+import sys
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+import vl_convert as vlc
+from clickpulse_grafana import charts
+from clickpulse_grafana.dashboards import DASHBOARDS
+from clickpulse_grafana.display import show
+from clickpulse_grafana.report import drawable
+
+panels = DASHBOARDS["business"].to_json()["panels"]
+panel = next(p for p in panels if p["title"] == "Most viewed products")
+name = sys.argv[1].encode().decode("unicode_escape")
+rows = [tuple(drawable(v) for v in (name, "home", 30)), ("Desk", "office", 12)]
+view = show(panel, ["product", "category", "views"], rows, ZoneInfo("UTC"))
+span = (datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC))
+svg = vlc.vegalite_to_svg(charts.themed(charts.chart(panel, view, "UTC", span)).to_json())
+print("\\ufffd" in svg)
+"""
+
+
+@pytest.mark.no_stack
+@pytest.mark.parametrize("name", [r"Lamp\x00", r"Lamp\x1b[31m", r"Lamp\ud800"])
+def test_a_name_with_control_characters_is_drawn(name: str) -> None:
+    """Clients choose product names (the fuzzer sends NULs and escapes): a C0 character made
+    vl-convert panic and end the whole report process. Run apart, as that abort would end
+    pytest too."""
+    result = subprocess.run(
+        [sys.executable, "-c", DRAW_A_NAME, name], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "True"

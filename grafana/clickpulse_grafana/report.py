@@ -54,6 +54,16 @@ def parse_time(text: str, now: datetime) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+# C0 control characters abort vl-convert's renderer (a Rust panic that ends the process), and a
+# lone surrogate fails its JSON: both reach the data from clients (a fuzzed product name).
+_UNDRAWABLE = re.compile("[\x00-\x1f\ud800-\udfff]")
+
+
+def drawable(value: Any) -> Any:
+    """`value` with characters the renderer cannot take shown as U+FFFD, as a browser would."""
+    return _UNDRAWABLE.sub("\ufffd", value) if isinstance(value, str) else value
+
+
 def run_panel(
     client: Client,
     panel: dict[str, Any],
@@ -64,7 +74,8 @@ def run_panel(
     """The panel's SQL as Grafana sends it, and what Grafana shows of the answer."""
     try:
         result = client.query(expand(panel["targets"][0]["rawSql"], time_range, variables))
-        columns, rows = list(result.column_names), [tuple(r) for r in result.result_rows]
+        columns = list(result.column_names)
+        rows = [tuple(drawable(v) for v in r) for r in result.result_rows]
         view = show(panel, columns, rows, zone)
         return PanelResult(panel["title"], panel["type"], pd.DataFrame(rows, columns=columns), view)
     except Exception as exc:
