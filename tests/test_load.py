@@ -9,12 +9,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 from clickpulse_load.config import load_config
-from clickpulse_load.plan import build_plan
+from clickpulse_load.plan import RESTOCK_TO, build_plan, seed
+from conftest import bearer, crud_url
 
-from clickpulse.stack.settings import REPO_ROOT
+from clickpulse.stack.settings import REPO_ROOT, Settings
 
 CONFIG = REPO_ROOT / "load" / "config.yaml"
 
@@ -222,3 +224,18 @@ def test_base_urls_default_to_the_local_stack_ports(monkeypatch: pytest.MonkeyPa
     config = load_config(CONFIG)
     assert config.endpoints["crud_service"].url == "http://127.0.0.1:18001"
     assert config.endpoints["ecommerce_service"].url == "http://127.0.0.1:18002"
+
+
+def test_seeding_restocks_products_a_run_could_sell_out(
+    settings: Settings, admin_token: str
+) -> None:
+    """Checkouts take stock and nothing gave it back: after some runs the popular products were
+    sold out and every checkout a 409."""
+    config = load_config(CONFIG)
+    _users, product_ids = seed(config)
+    low = product_ids[0]
+    url = f"{crud_url(settings)}/products/{low}"
+    httpx.put(url, json={"stock": 3}, headers=bearer(admin_token)).raise_for_status()
+    _users, again = seed(config)
+    assert low in again
+    assert httpx.get(url).json()["stock"] == RESTOCK_TO

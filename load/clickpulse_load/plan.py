@@ -73,9 +73,24 @@ def _ensure(client: httpx.Client, path: str, generate: str, wanted: int) -> list
     return _items(client, path, wanted)
 
 
+# Checkouts take stock and nothing gives it back: after a few runs the hot products (the Zipf
+# head) were sold out, every checkout a 409, and the "checkouts but no revenue" alert fired.
+# Before each run a product of the plan below RESTOCK_BELOW is brought back up to RESTOCK_TO.
+RESTOCK_BELOW = 1_000
+RESTOCK_TO = 5_000
+
+
+def _restock(client: httpx.Client, products: list[dict[str, Any]]) -> int:
+    low = [p for p in products if p.get("stock", RESTOCK_TO) < RESTOCK_BELOW]
+    for product in low:
+        client.put(f"/products/{product['id']}", json={"stock": RESTOCK_TO}).raise_for_status()
+    return len(low)
+
+
 def seed(config: LoadConfig) -> tuple[list[dict[str, Any]], list[int]]:
     """Demo users (id, email: they sign in with the demo password) and product ids, generated
-    as the administrator first if the services have fewer than the config asks for."""
+    as the administrator first if the services have fewer than the config asks for, and the
+    products restocked if a run could sell them out."""
     crud = config.endpoints.get("crud_service")
     if crud is None:
         raise ValueError("endpoints.crud_service is needed to find users and products")
@@ -86,6 +101,7 @@ def seed(config: LoadConfig) -> tuple[list[dict[str, Any]], list[int]]:
         products = _ensure(
             client, "/products", "/demo/generate-products", config.simulation.seed_products
         )
+        _restock(client, products)
     return [{"id": u["id"], "email": u["email"]} for u in users], [p["id"] for p in products]
 
 
