@@ -6,13 +6,18 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
+from typing import Any
 
+import msgspec
 import pytest
+from clickpulse_services.common.record_span import Record
 from clickpulse_services.common.settings import ServiceSettings
-from clickpulse_services.common.telemetry import Telemetry, remember_exception
+from clickpulse_services.common.span_relay import from_record, to_record
+from clickpulse_services.common.telemetry import Telemetry, annotate, remember_exception
 from litestar import Litestar, get
 from litestar.params import FromPath
 from litestar.testing import TestClient
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -37,26 +42,49 @@ def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@pytest.fixture
-def traced() -> Iterator[tuple[TestClient[Litestar], InMemorySpanExporter]]:
+class Finished:
+    """The finished spans of either path: SDK spans kept by an in-memory exporter, or the span
+    relay's records (common/record_span.py), msgpack-encoded and rebuilt as the relay does."""
+
+    def __init__(self, exporter: InMemorySpanExporter, records: list[Record]) -> None:
+        self.exporter = exporter
+        self.records = records
+
+    def get_finished_spans(self) -> tuple[ReadableSpan, ...]:
+        relayed = msgspec.msgpack.decode(
+            msgspec.msgpack.encode(self.records), type=list[tuple[Any, ...]]
+        )
+        resource = Resource.create({"service.name": "spans-test"})
+        return (
+            *self.exporter.get_finished_spans(),
+            *(from_record(record, resource) for record in relayed),
+        )
+
+
+# Every test runs on both paths: the server span as an SDK span, and as the relay's record.
+@pytest.fixture(params=["sdk-span", "relay-record"])
+def traced(request: pytest.FixtureRequest) -> Iterator[tuple[TestClient[Litestar], Finished]]:
     settings = ServiceSettings.from_env("spans-test")
     telemetry = Telemetry(dataclasses.replace(settings, telemetry_enabled=False))  # no OTLP
     exporter = InMemorySpanExporter()
     telemetry.tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    records: list[Record] = []
+    if request.param == "relay-record":
+        telemetry.hand = records.append
     app = Litestar([item, boom, health], after_exception=[remember_exception])
     app.asgi_handler = telemetry.server_spans(app.asgi_handler)
     with TestClient(app) as client:
-        yield client, exporter
+        yield client, Finished(exporter, records)
 
 
-def _only(exporter: InMemorySpanExporter) -> ReadableSpan:
+def _only(exporter: Finished) -> ReadableSpan:
     spans = exporter.get_finished_spans()
     assert len(spans) == 1, [s.name for s in spans]
     return spans[0]
 
 
 def test_a_routed_request_is_one_server_span_named_by_its_route(
-    traced: tuple[TestClient[Litestar], InMemorySpanExporter],
+    traced: tuple[TestClient[Litestar], Finished],
 ) -> None:
     client, exporter = traced
     response = client.get(
@@ -93,7 +121,7 @@ def test_a_routed_request_is_one_server_span_named_by_its_route(
 
 
 def test_requests_that_match_no_route_are_traced_without_one(
-    traced: tuple[TestClient[Litestar], InMemorySpanExporter],
+    traced: tuple[TestClient[Litestar], Finished],
 ) -> None:
     client, exporter = traced
     assert client.get("/nowhere").status_code == 404
@@ -105,7 +133,7 @@ def test_requests_that_match_no_route_are_traced_without_one(
 
 
 def test_an_unknown_method_is_other_and_cannot_name_the_span(
-    traced: tuple[TestClient[Litestar], InMemorySpanExporter],
+    traced: tuple[TestClient[Litestar], Finished],
 ) -> None:
     client, exporter = traced
     assert client.request("BREW", "/items/1").status_code == 405
@@ -117,7 +145,7 @@ def test_an_unknown_method_is_other_and_cannot_name_the_span(
 
 
 def test_a_failing_handler_is_an_error_span_with_its_exception(
-    traced: tuple[TestClient[Litestar], InMemorySpanExporter],
+    traced: tuple[TestClient[Litestar], Finished],
 ) -> None:
     client, exporter = traced
     assert client.get("/boom").status_code == 500
@@ -131,8 +159,52 @@ def test_a_failing_handler_is_an_error_span_with_its_exception(
 
 
 def test_health_checks_are_not_traced(
-    traced: tuple[TestClient[Litestar], InMemorySpanExporter],
+    traced: tuple[TestClient[Litestar], Finished],
 ) -> None:
     client, exporter = traced
     assert client.get("/health").status_code == 200
     assert exporter.get_finished_spans() == ()
+
+
+@get("/annotated/{item_id:int}", sync_to_thread=False)
+def annotated(item_id: FromPath[int]) -> dict[str, int]:
+    annotate(product_id=item_id, product_name="Lamp", transaction_amount=12.5)
+    return {"id": item_id}
+
+
+def _records(path: str, *, relay: bool) -> list[Record]:
+    """The relay records one request becomes, by either path."""
+    settings = ServiceSettings.from_env("spans-test")
+    telemetry = Telemetry(dataclasses.replace(settings, telemetry_enabled=False))
+    exporter = InMemorySpanExporter()
+    telemetry.tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    records: list[Record] = []
+    if relay:
+        telemetry.hand = records.append
+    app = Litestar([annotated, boom], after_exception=[remember_exception])
+    app.asgi_handler = telemetry.server_spans(app.asgi_handler)
+    parent = {"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01", "user-agent": "test-agent"}
+    with TestClient(app) as client:
+        client.get(path, headers=parent)
+    return records if relay else [to_record(span) for span in exporter.get_finished_spans()]
+
+
+def _comparable(record: Record) -> tuple[Any, ...]:
+    """A record without what differs between any two spans: span id, times, stack text."""
+    fields = list(record)
+    fields[4] = fields[8] = fields[9] = None
+    fields[13] = [
+        (name, {k: v for k, v in attrs.items() if k != "exception.stacktrace"})
+        for name, _, attrs in fields[13]
+    ]
+    return tuple(fields)
+
+
+@pytest.mark.parametrize("path", ["/annotated/7", "/boom"])
+def test_the_relay_record_is_the_sdk_spans_record(path: str) -> None:
+    """What the projection reads does not depend on the path: same name, scope, trace and
+    parent, kind, attributes (business ones included), status and exception event."""
+    sdk, relayed = _records(path, relay=False), _records(path, relay=True)
+    assert len(sdk) == len(relayed) == 1
+    assert _comparable(relayed[0]) == _comparable(sdk[0])
+    assert relayed[0][3] == bytes.fromhex(TRACE_ID) and relayed[0][5] == int(PARENT_ID, 16)

@@ -147,7 +147,10 @@ class RelayProcessor(SpanProcessor):
         pass
 
     def on_end(self, span: ReadableSpan) -> None:
-        record = to_record(span)
+        self.hand(to_record(span))
+
+    def hand(self, record: Record) -> None:
+        """Queues one span's record for the relay (see common/record_span.py)."""
         with self.lock:
             if len(self.buffer) >= MAX_BUFFERED:
                 self.dropped += 1
