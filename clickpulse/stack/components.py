@@ -462,6 +462,9 @@ def uvicorn_argv(app: str, host: str, port: int, workers: int) -> list[str]:
         "--http",
         HTTP_PROTOCOL,
         "--no-access-log",
+        # X-Forwarded-For is read once, by common/client_identity.py, from the proxies the
+        # services trust (CLICKPULSE_TRUSTED_PROXIES); uvicorn's own reading was a second one.
+        "--no-proxy-headers",
         "--timeout-graceful-shutdown",
         "10",
     ]

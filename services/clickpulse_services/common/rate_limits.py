@@ -21,7 +21,7 @@ from litestar.exceptions import TooManyRequestsException
 from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from clickpulse_services.common.client_identity import request_client
+from clickpulse_services.common.client_identity import ClientIdentity
 from clickpulse_services.common.settings import ServiceSettings, parse_rate
 from clickpulse_services.common.tokens import Principal
 
@@ -83,14 +83,13 @@ class RateLimits(ASGIMiddleware):
     def __init__(self, settings: ServiceSettings) -> None:
         self.users = Limit(settings.rate_limit_user)
         self.addresses = Limit(settings.rate_limit_anonymous)
-        self.proxies = settings.trusted_proxies
-        self.regions = settings.regions
+        self.clients = ClientIdentity(settings.trusted_proxies, settings.regions)
 
     def _caller(self, scope: Scope) -> tuple[Limit, str]:
         user = scope.get("user")
         if isinstance(user, Principal):
             return self.users, str(user.id)
-        return self.addresses, request_client(scope, self.proxies, self.regions)[0]
+        return self.addresses, self.clients.of(scope)[0]
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         limit, key = self._caller(scope)

@@ -24,7 +24,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from clickpulse_services.common.client_identity import (
     RUN_HEADER,
     SESSION_HEADER,
-    request_client,
+    ClientIdentity,
 )
 from clickpulse_services.common.process_metrics import (
     exporting_meter_provider,
@@ -158,15 +158,14 @@ class ServerSpans:
         self.provider = provider
         self.tracer = provider.get_tracer(SCOPE)
         self.hand = hand
-        self.proxies = settings.trusted_proxies
-        self.regions = settings.regions
+        self.clients = ClientIdentity(settings.trusted_proxies, settings.regions)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != ScopeType.HTTP or scope["path"] in UNTRACED_PATHS:
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
-        address, region = request_client(scope, self.proxies, self.regions)
+        address, region = self.clients.of(scope)
         method: str = scope["method"]
         attributes: dict[str, AttributeValue] = {
             "http.request.method": method,

@@ -13,9 +13,8 @@ from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clickpulse_services.common.auth import current_user, requires_user
-from clickpulse_services.common.client_identity import SESSION_HEADER, request_client
+from clickpulse_services.common.client_identity import SESSION_HEADER, ClientIdentity
 from clickpulse_services.common.openapi import errors
-from clickpulse_services.common.settings import ServiceSettings
 from clickpulse_services.common.web import Id, Limit, Offset
 from clickpulse_services.shop.carts import Carts
 from clickpulse_services.shop.schemas import CartAdd, CartRead, CartUpdate, OrderCreate, OrderRead
@@ -23,8 +22,8 @@ from clickpulse_services.shop.services import Caller, CartService, OrderService
 
 
 def _caller(request: Request[Any, Any, Any]) -> Caller:
-    settings: ServiceSettings = request.app.state.settings
-    address = request_client(request.scope, settings.trusted_proxies, settings.regions)[0]
+    clients: ClientIdentity = request.app.state.clients
+    address = clients.of(request.scope)[0]
     forward = {"x-forwarded-for": address, "authorization": f"Bearer {request.auth}"}
     if session := request.headers.get(SESSION_HEADER):
         forward[SESSION_HEADER] = session
