@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from clickpulse_bench import report
+from clickpulse_bench import budget, report
 from clickpulse_bench.capacity import Target, capacity_row, plan_for, render
 from clickpulse_bench.rate_search import RateSearch, shortfalls
 from clickpulse_bench.servers import ServicePair
@@ -232,3 +232,16 @@ def test_the_drills_doc_has_every_timeline_column_even_for_a_quiet_drill() -> No
     assert "| drill | alert | pending | firing | resolved | fault ended |" in doc
     assert "| collector killed | (none) |  |  |  | +10s |" in doc
     assert "| ClickHouse stopped | ClickHouse unreachable | +5s | +25s | +75s | +60s |" in doc
+
+
+def test_the_budget_estimate_divides_the_usable_cores_by_the_cost_per_request() -> None:
+    rows = [
+        {"component": "crud-api", "% of a core": 30.0, "CPU ms per request": 1.5},
+        {"component": "k6 (the load generator)", "% of a core": 16.0, "CPU ms per request": 0.8},
+        {"component": "postgres", "% of a core": 14.0, "CPU ms per request": 0.7},
+        {"component": "all", "% of a core": 60.0, "CPU ms per request": 3.0},
+    ]
+    # 2 cores x 85 % = 1,700 ms of CPU a second, over 3.0 ms (the "all" row is not counted twice).
+    assert budget.estimate(rows, 2, k6_elsewhere=False) == 566
+    assert budget.estimate(rows, 2, k6_elsewhere=True) == 772
+    assert budget.estimate(rows, 8, k6_elsewhere=True) == 3090

@@ -1,5 +1,6 @@
 """`nox -s bench`: ingest throughput and lag, instrumentation overhead, dashboard query
-latency on 10M rows, load-generator accuracy, footprint, and capacity (old code beside new);
+latency on 10M rows, load-generator accuracy, footprint, capacity (old code beside new) and
+the CPU budget of a request;
 each printed as it finishes and all written to docs/benchmarks.md with the machine, versions
 and command. Not tests: nothing here asserts a timing."""
 
@@ -12,6 +13,7 @@ from collections.abc import Callable
 from clickpulse.stack.settings import Settings
 from clickpulse_bench import (
     auth_cost,
+    budget,
     capacity,
     dashboards,
     footprint,
@@ -39,6 +41,7 @@ SECTIONS: dict[str, tuple[str, str, Section]] = {
     "capacity": ("6", "capacity", capacity.section),
     "auth": ("7", "authentication cost", auth_cost.section),
     "scale": ("8", "scale-out", scale_out.section),
+    "budget": ("10", "CPU budget of a request", budget.section),
 }
 
 

@@ -63,7 +63,9 @@ def _probe(
     refused = metrics["http_req_failed"]["values"]["rate"]
     if refused > 0:
         # A 429 or 503 costs a fraction of the request it refuses: the figures would be wrong.
-        raise RuntimeError(f"{base_url}{target}: {refused:.1%} of the requests were not answered 2xx")
+        raise RuntimeError(
+            f"{base_url}{target}: {refused:.1%} of the requests were not answered 2xx"
+        )
     cpu_after = _tree_cpu(server)
     cpu_s = sum(after - cpu_before.get(pid, 0.0) for pid, after in cpu_after.items())
     return {

@@ -40,8 +40,8 @@ def write_doc(command: str, versions: dict[str, str], sections: dict[str, str]) 
     """Writes docs/benchmarks.md; with --only, the other sections of the file are kept."""
     kept: dict[str, str] = {}
     if DOC.exists():
-        for chunk in re.split(r"\n(?=## \d\. )", DOC.read_text()):
-            match = re.match(r"## (\d)\. ", chunk)
+        for chunk in re.split(r"\n(?=## \d+\. )", DOC.read_text()):
+            match = re.match(r"## (\d+)\. ", chunk)
             if match:
                 kept[match.group(1)] = chunk.strip()
     kept.update(sections)
@@ -54,6 +54,6 @@ def write_doc(command: str, versions: dict[str, str], sections: dict[str, str]) 
         + " (each section names its own command when it was run alone).\n\n"
         + "\n".join(f"- {k}: {v}" for k, v in versions.items())
         + "\n\n"
-        + "\n\n".join(kept[k] for k in sorted(kept))
+        + "\n\n".join(kept[k] for k in sorted(kept, key=int))
         + "\n"
     )
