@@ -40,9 +40,14 @@ PRODUCT_BY_ID = select(*PRODUCT_COLUMNS).where(Product.id == bindparam("id"))
 USER_BY_ID = select(*USER_COLUMNS).where(User.id == bindparam("id"))
 
 
-def _paged(statement: AnySelect) -> AnySelect:
+def _paged(statement: AnySelect, count: AnySelect) -> AnySelect:
+    """The page with its total in one round trip: the count as a scalar subquery beside each
+    row. PostgreSQL runs it once, as an index-only count; a window count (`count() OVER ()`)
+    made it read and sort every matching row for every page. With the 5,500 products of a
+    dev stack that was ~1,450 rows read per request of the mixed scenario, and the most of
+    PostgreSQL's CPU."""
     return (
-        statement.add_columns(func.count().over().label("total"))
+        statement.add_columns(count.scalar_subquery().label("total"))
         .limit(bindparam("limit"))
         .offset(bindparam("offset"))
     )
@@ -61,16 +66,18 @@ def _product_pages() -> dict[tuple[bool, bool], tuple[AnySelect, AnySelect]]:
             if by_ids:
                 page = page.where(Product.id.in_(bindparam("ids", expanding=True)))
                 count = count.where(Product.id.in_(bindparam("ids", expanding=True)))
-            pages[(by_category, by_ids)] = (_paged(page), count)
+            pages[(by_category, by_ids)] = (_paged(page, count), count)
     return pages
 
 
 PRODUCT_PAGES = _product_pages()
-USER_PAGE = _paged(select(*USER_COLUMNS).order_by(User.id.desc()))
 USER_COUNT = select(func.count()).select_from(User)
+USER_PAGE = _paged(select(*USER_COLUMNS).order_by(User.id.desc()), USER_COUNT)
 DEMO_USERS = User.email.endswith(f"@{DEMO_EMAIL_DOMAIN}") & User.password_hash.is_not(None)
-DEMO_USER_PAGE = _paged(select(User.id, User.email).where(DEMO_USERS).order_by(User.id))
 DEMO_USER_COUNT = select(func.count()).select_from(User).where(DEMO_USERS)
+DEMO_USER_PAGE = _paged(
+    select(User.id, User.email).where(DEMO_USERS).order_by(User.id), DEMO_USER_COUNT
+)
 CREDENTIALS = select(User.id, User.password_hash, User.role).where(User.email == bindparam("email"))
 
 
