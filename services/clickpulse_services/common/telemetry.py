@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import os
 
-# Stable HTTP semantic conventions (http.request.method, http.response.status_code, url.full
-# ...) for the httpx client spans too, not the legacy names; read once when the httpx
-# instrumentation first runs.
+# Stable HTTP semantic conventions (http.request.method, http.response.status_code, url.full,
+# server.address ...) for the shop's aiohttp client spans too, not the legacy names; read once,
+# when an OpenTelemetry instrumentor first runs (shop/catalogue.py).
 os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
 
 from collections.abc import Callable
