@@ -21,6 +21,7 @@ from clickpulse.stack.processes import free_port
 from clickpulse.stack.settings import Settings
 
 CRUD_APP = "clickpulse_services.crud.app:app"
+SHOP_APP = "clickpulse_services.shop.app:app"
 
 
 @pytest.fixture(scope="session")
@@ -86,9 +87,30 @@ def serve_crud_api(
     settings: Settings, *, workers: int = 1, env: dict[str, str] | None = None
 ) -> Iterator[tuple[str, psutil.Process]]:
     """A CRUD API served as the stack serves it, on a free port, for the length of the block."""
+    with _serve(settings, CRUD_APP, workers, env) as served:
+        yield served
+
+
+@contextlib.contextmanager
+def serve_shop(
+    settings: Settings, catalogue_url: str, *, env: dict[str, str] | None = None
+) -> Iterator[tuple[str, psutil.Process]]:
+    """An e-commerce API served as the stack serves it, on a free port, whose catalogue is the
+    CRUD API at `catalogue_url`; it verifies tokens against the stack's CRUD API, so that one
+    may be stopped or slowed down."""
+    keys = {"CLICKPULSE_JWKS_URL": f"{crud_url(settings)}/auth/jwks.json"}
+    env = {**keys, "CLICKPULSE_CRUD_API_URL": catalogue_url, **(env or {})}
+    with _serve(settings, SHOP_APP, 1, env) as served:
+        yield served
+
+
+@contextlib.contextmanager
+def _serve(
+    settings: Settings, app: str, workers: int, env: dict[str, str] | None
+) -> Iterator[tuple[str, psutil.Process]]:
     port = free_port()
     proc = subprocess.Popen(
-        uvicorn_argv(CRUD_APP, settings.host, port, workers),
+        uvicorn_argv(app, settings.host, port, workers),
         env={**os.environ, **settings.service_env(), **(env or {})},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -102,7 +124,7 @@ def serve_crud_api(
                     break
             time.sleep(0.2)
         else:
-            pytest.fail(f"the CRUD API on {url} did not become healthy")
+            pytest.fail(f"{app} on {url} did not become healthy")
         yield url, psutil.Process(proc.pid)
     finally:
         proc.terminate()
