@@ -50,7 +50,10 @@ def _session(
         # aiohttp, not httpx: under 400 req/s the catalogue call was ~1/3 of the shop's CPU,
         # most of it httpcore's pool management (a poll() on each of the pooled connections per
         # request, to see whether it expired) and anyio's cancel scopes; aiohttp's connector
-        # learns of a closed connection from the event loop instead.
+        # learns of a closed connection from the event loop instead. Measured on POST /cart
+        # (k6, 20 VUs, closed loop, alternating 10 s rounds): the shop's CPU per request, its
+        # span relay included, went from 5.5-6.1 ms to 2.3-2.8 ms (medians of three runs of 6
+        # rounds; per-round ratio 0.35-0.53, where the same harness A/A gives 0.88-1.10).
         return aiohttp.ClientSession(
             base_url=base_url,
             connector=aiohttp.TCPConnector(limit=connections, keepalive_timeout=KEEPALIVE_S),
