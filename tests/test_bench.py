@@ -150,6 +150,9 @@ def test_capacity_row_without_an_overload_run_or_a_passing_rate() -> None:
     nothing = RateSearch(start=40, floor=10)
     _run(nothing, lambda r: False)
     assert capacity_row(_target("old", nothing, None))["capacity req/s"] == "< 10"
+    skipped = _target("old", RateSearch(start=200, max_probes=0), None)
+    skipped.note = "not measured: no sign-in"
+    assert capacity_row(skipped)["capacity req/s"] == "- (not measured: no sign-in)"
 
 
 def test_the_section_keeps_the_other_sections_of_the_doc(
