@@ -211,7 +211,8 @@ GROUP BY signal""",
         title="Visibility lag",
         group=INGEST,
         # From a request's end to its row being queryable: p99 0.5-0.9 s at 30,000 spans/s
-        # (bench section 1), 1.7 s under the load of `nox -s load`. A collector restart (drill
+        # (bench section 1), ~2.5 s under the load of `nox -s load` (a small batch waits up to
+        # 2 s in the collector). A collector restart (drill
         # 1) makes a p95 of 13 s for a minute, which is no reason to page; a minute of
         # ClickHouse outage makes 70 s. Rows that arrived in the window, produced up to 15 min
         # before it.
