@@ -122,8 +122,16 @@ def test_the_pipeline_rules_see_a_healthy_pipeline(
     assert stale and stale[()] <= 60, stale
     postgres = wait_for(lambda: _value(rule("clickpulse-postgres-down"), reader), timeout=40)
     assert postgres == {(): 1.0}
-    backlog = _value(rule("clickpulse-collector-backlog"), reader)
-    assert {dict(k)["signal"] for k in backlog} >= {"traces", "metrics"}
+
+    # Each signal's queue is reported once the collector has had some of it (its own metrics
+    # every 10 s, then a batch of up to 2 s): on a fresh stack, within the first half minute.
+    def backlog_of_both() -> dict[Any, float] | None:
+        found: dict[Any, float] = _value(rule("clickpulse-collector-backlog"), reader)
+        signals = {dict(k)["signal"] for k in found}
+        return found if signals >= {"traces", "metrics"} else None
+
+    backlog = wait_for(backlog_of_both, timeout=45)
+    assert backlog, "the collector's sending queue is not reported for traces and metrics"
     assert all(v < 15 for v in backlog.values()), backlog
     lag = wait_for(lambda: _value(rule("clickpulse-visibility-lag"), reader), timeout=5)
     assert not lag or lag[()] < 10, lag
