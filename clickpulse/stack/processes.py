@@ -155,11 +155,15 @@ def port_holder(port: int) -> str | None:
 
 
 def free_port() -> int:
-    """A port nothing listens on now (the OS picks it), for extra processes and test stacks."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A port nothing listens on now, for extra processes and test stacks. Not one the OS
+    picks: those come from its range for outgoing connections (32768-60999), and an outgoing
+    connection can take the port before the server meant for it binds it (a cluster test's
+    shop found its port held by the collector's connection to ClickHouse)."""
+    return free_port_run(1)
+
+
+# Ports handed out by this process: two calls never return the same one.
+_HANDED_OUT: set[int] = set()
 
 
 def free_port_run(count: int) -> int:
@@ -169,7 +173,9 @@ def free_port_run(count: int) -> int:
 
     for _ in range(200):
         base = random.randrange(20_000, 32_000 - count)
-        if all(_bindable(port) for port in range(base, base + count)):
+        ports = range(base, base + count)
+        if _HANDED_OUT.isdisjoint(ports) and all(_bindable(port) for port in ports):
+            _HANDED_OUT.update(ports)
             return base
     raise StackError(f"found no {count} consecutive free ports in 20000-32000")
 
