@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any
 
 from clickpulse_services.common.settings import IPNetwork
@@ -94,3 +94,12 @@ class ClientIdentity:
                     break
             found = state[_SCOPE_KEY] = self.resolve(peer[0] if peer else None, forwarded_for)
         return found
+
+
+@cache
+def client_identity(
+    proxies: tuple[IPNetwork, ...], regions: tuple[tuple[IPNetwork, str], ...]
+) -> ClientIdentity:
+    """The process's one ClientIdentity for these settings: the server span, the rate limiter
+    and the shop share its cache."""
+    return ClientIdentity(proxies, regions)

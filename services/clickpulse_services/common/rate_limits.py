@@ -21,7 +21,7 @@ from litestar.exceptions import TooManyRequestsException
 from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from clickpulse_services.common.client_identity import ClientIdentity
+from clickpulse_services.common.client_identity import client_identity
 from clickpulse_services.common.settings import ServiceSettings, parse_rate
 from clickpulse_services.common.tokens import Principal
 
@@ -83,7 +83,7 @@ class RateLimits(ASGIMiddleware):
     def __init__(self, settings: ServiceSettings) -> None:
         self.users = Limit(settings.rate_limit_user)
         self.addresses = Limit(settings.rate_limit_anonymous)
-        self.clients = ClientIdentity(settings.trusted_proxies, settings.regions)
+        self.clients = client_identity(settings.trusted_proxies, settings.regions)
 
     def _caller(self, scope: Scope) -> tuple[Limit, str]:
         user = scope.get("user")

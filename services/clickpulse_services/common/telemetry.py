@@ -24,7 +24,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from clickpulse_services.common.client_identity import (
     RUN_HEADER,
     SESSION_HEADER,
-    ClientIdentity,
+    client_identity,
 )
 from clickpulse_services.common.process_metrics import (
     exporting_meter_provider,
@@ -158,7 +158,7 @@ class ServerSpans:
         self.provider = provider
         self.tracer = provider.get_tracer(SCOPE)
         self.hand = hand
-        self.clients = ClientIdentity(settings.trusted_proxies, settings.regions)
+        self.clients = client_identity(settings.trusted_proxies, settings.regions)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != ScopeType.HTTP or scope["path"] in UNTRACED_PATHS:

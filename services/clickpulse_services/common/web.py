@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from clickpulse_services.common.admission import Admission
 from clickpulse_services.common.auth import NO_TOKEN, bearer_auth
-from clickpulse_services.common.client_identity import ClientIdentity
+from clickpulse_services.common.client_identity import client_identity
 from clickpulse_services.common.database import (
     EXCEPTION_HANDLERS,
     sqlalchemy_config,
@@ -172,7 +172,7 @@ def create_app(
             {
                 "settings": settings,
                 "telemetry": telemetry,
-                "clients": ClientIdentity(settings.trusted_proxies, settings.regions),
+                "clients": client_identity(settings.trusted_proxies, settings.regions),
                 # The plugin's own engine (same pool) for the Core reads of the hot paths.
                 "engine": db_config.get_engine(),
                 "key_source": keys,
