@@ -216,8 +216,12 @@ def traffic(settings: Settings, reader: Client) -> dict[str, Any]:
     failed_trace = _emit_failed_request(settings, session_id)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
+        # The shop's calls to the CRUD API are spans of another process, flushed in another
+        # batch: wait for all five CRUD API traces (the view, the 404, the shop's call for the
+        # cart and for the checkout, the failed request), not only for the shop's checkout.
         landed = reader.query(
-            "SELECT countIf(endpoint = '/checkout'), countIf(status_code = 500)"
+            "SELECT countIf(endpoint = '/checkout'), countIf(status_code = 500),"
+            " uniqExactIf(trace_id, service_name = 'crud-api') = 5"
             " FROM analytics.request_metrics WHERE session_id = {s:String}",
             parameters={"s": session_id},
         ).result_rows[0]

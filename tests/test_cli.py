@@ -8,10 +8,18 @@ import re
 import shutil
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
-from clickpulse.stack.settings import REPO_ROOT
+from clickpulse.monitoring.clickhouse_query import ClickHouseQuery
+from clickpulse.monitoring.pipeline_health import (
+    CLICKHOUSE_SQL,
+    POSTGRES_SQL,
+    clickhouse_line,
+    postgres_line,
+)
+from clickpulse.stack.settings import REPO_ROOT, Settings
 
 NAMES = ("clickhouse", "postgres", "collector", "crud-api", "ecommerce-api", "monitor")
 
@@ -51,6 +59,25 @@ def test_status_shows_the_pipeline_beyond_liveness() -> None:
         assert "cannot tell" not in line, line
     assert re.search(r"\d+ firing, \d+ pending \(monitor, \d+ s ago\)", out), out
     assert re.search(r"\d+ sessions of 300", out), out
+
+
+def test_no_recent_health_sample_says_so_instead_of_an_age_from_1970(
+    settings: Settings,
+) -> None:
+    """Right after `nox -s up` the monitor has not sampled yet: an aggregate over no rows is one
+    row of defaults, which once read as "unreachable (1796006696 s ago)"."""
+    query = ClickHouseQuery(settings)
+
+    def none_recent(sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+        # The same SQL, looking for samples newer than a minute from now: none exist.
+        return query(sql.replace("now() - INTERVAL 10 MINUTE", "now() + INTERVAL 1 MINUTE"))
+
+    assert "INTERVAL 10 MINUTE" in POSTGRES_SQL and "INTERVAL 10 MINUTE" in CLICKHOUSE_SQL
+    assert postgres_line(none_recent).value == "no sample from the monitor in the last 10 minutes"
+    assert clickhouse_line(none_recent).value == "no health sample in the last 10 minutes"
+    # And with the samples there, the same lines give their figures.
+    assert "sessions of" in postgres_line(query).value
+    assert "active parts" in clickhouse_line(query).value
 
 
 def test_up_is_idempotent() -> None:

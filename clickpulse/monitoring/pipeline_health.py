@@ -39,7 +39,8 @@ SELECT
     sumIf(value, source = 'merges' AND name = 'running') AS merges,
     sumIf(value, source = 'disks' AND name = 'free_bytes')
         / sumIf(value, source = 'disks' AND name = 'total_bytes') AS disk_free,
-    dateDiff('second', max(ts), now()) AS sampled_ago
+    dateDiff('second', max(ts), now()) AS sampled_ago,
+    count() AS samples
 FROM ops.clickhouse_samples
 WHERE ts = (SELECT max(ts) FROM ops.clickhouse_samples WHERE ts >= now() - INTERVAL 10 MINUTE)"""
 
@@ -50,7 +51,8 @@ SELECT
     maxIf(Value, MetricName = 'postgresql.connection.max') AS max_connections,
     maxIf(Value, MetricName = 'postgresql.transaction.oldest.duration') AS oldest_s,
     maxIf(Value, MetricName = 'postgresql.up') AS up,
-    dateDiff('second', max(TimeUnix), now()) AS sampled_ago
+    dateDiff('second', max(TimeUnix), now()) AS sampled_ago,
+    count() AS samples
 FROM otel.otel_metrics_gauge
 WHERE ServiceName = 'clickpulse-monitor' AND MetricName LIKE 'postgresql.%'
   AND TimeUnix = (SELECT max(TimeUnix) FROM otel.otel_metrics_gauge
@@ -113,7 +115,8 @@ def freshness_lines(query: ClickHouseQuery) -> list[Line]:
 
 def clickhouse_line(query: ClickHouseQuery) -> Line:
     row = _row(query, CLICKHOUSE_SQL)
-    if row.get("sampled_ago") is None or row.get("parts") is None:
+    # An aggregate over no rows is one row of defaults (max(ts) = 1970): count the samples.
+    if not row.get("samples"):
         return Line("ClickHouse", "no health sample in the last 10 minutes", "bad")
     parts = int(row["parts"])
     disk = float(row["disk_free"])
@@ -128,7 +131,7 @@ def clickhouse_line(query: ClickHouseQuery) -> Line:
 
 def postgres_line(query: ClickHouseQuery) -> Line:
     row = _row(query, POSTGRES_SQL)
-    if row.get("sampled_ago") is None or row.get("up") is None:
+    if not row.get("samples"):
         return Line("PostgreSQL", "no sample from the monitor in the last 10 minutes", "unknown")
     if row["up"] != 1:
         return Line(
