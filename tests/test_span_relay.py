@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import msgspec
 import pytest
+from clickpulse_services.common.otlp_records import RecordEncoder
 from clickpulse_services.common.span_relay import from_record, to_record
 from opentelemetry import trace
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -73,3 +75,66 @@ def test_a_span_crosses_the_relay_unchanged() -> None:
     assert rebuilt.instrumentation_scope.name == "clickpulse.services"
     assert rebuilt.instrumentation_scope.version == "1.2"
     assert rebuilt.resource.attributes["service.name"] == "relay-test"
+
+
+def _record(**changes: object) -> tuple[object, ...]:
+    """A relay record as RecordSpan hands it, with some fields changed."""
+    fields = {
+        "scope_name": "clickpulse.services",
+        "scope_version": "",
+        "name": "GET /products/{product_id}",
+        "trace_id": bytes(range(16)),
+        "span_id": 0x0102030405060708,
+        "parent_id": None,
+        "parent_remote": False,
+        "kind": SpanKind.SERVER.value,
+        "start": 1_764_000_000_123_456_789,
+        "end": 1_764_000_000_124_456_789,
+        "attributes": {"http.route": "/products/{product_id}", "http.response.status_code": 200},
+        "status_code": StatusCode.UNSET.value,
+        "status_description": None,
+        "events": [],
+    }
+    fields.update(changes)
+    return tuple(fields.values())
+
+
+RECORDS = [
+    _record(),
+    _record(
+        parent_id=0xB7AD6B7169203331,
+        parent_remote=True,
+        kind=SpanKind.CLIENT.value,
+        attributes={
+            "app.user.id": -42,  # a negative int64 is ten bytes on the wire
+            "app.flag": True,
+            "app.one": 1,  # equal to True, and hashed alike: not the same attribute
+            "app.amount": 12.5,
+            "app.ids": [1, 2, 3],
+            "app.tags": ["a", "ü"],
+            "user_agent.original": "k6/1.4 " + "x" * 300,  # a length past one varint byte
+            "app.empty": "",
+            "app.big": 2**40,
+        },
+        status_code=StatusCode.ERROR.value,
+        status_description="the database is gone",
+        events=[("exception", 1_764_000_000_124_000_000, {"exception.type": "RuntimeError"})],
+    ),
+    _record(parent_id=7, parent_remote=False, kind=SpanKind.INTERNAL.value, name=""),
+    _record(scope_name="opentelemetry.instrumentation.aiohttp_client", scope_version="0.66b1"),
+    _record(events=[("", 5, {})], status_code=StatusCode.OK.value),
+    _record(attributes={"app.flag": 1, "app.one": True}),
+]
+
+
+def test_records_encode_to_the_sdk_encoders_exact_bytes() -> None:
+    """What the relay sends is byte for byte what the SDK's encoder makes of the same spans,
+    through the encoder's cache of repeated pairs too (the batch is encoded twice)."""
+    resource = Resource.create({"service.name": "relay-test", "service.instance.id": "i-1"})
+    wire = msgspec.msgpack.encode(RECORDS)
+    records = msgspec.msgpack.decode(wire, type=list[tuple[object, ...]])
+    expected = encode_spans([from_record(r, resource) for r in records]).SerializeToString()
+    encoder = RecordEncoder(resource.attributes)
+    assert encoder.request(records) == expected
+    assert encoder.request(records) == expected
+    assert encoder.request([]) == encode_spans([]).SerializeToString() == b""

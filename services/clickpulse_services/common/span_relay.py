@@ -5,9 +5,10 @@ export thread, and that thread shares the GIL with the request loop: once the fa
 request cheap (~0.6 ms of CPU for `GET /products/{id}`), export cost ~0.2 ms more per request,
 and the throughput with telemetry on fell to ~0.6 of telemetry off. Here the service process only
 turns each finished span into a plain tuple (a few microseconds) and a thread writes batches of
-them, msgpack-encoded, to the relay's stdin (the write releases the GIL). The relay rebuilds the
-very same spans (resource, scope, ids, attributes, events, status) and exports them with the
-SDK's own BatchSpanProcessor and OTLP exporter, retries and queue as before.
+them, msgpack-encoded, to the relay's stdin (the write releases the GIL). The relay encodes the
+records as the very OTLP bytes the SDK's encoder makes of the same spans (common/otlp_records.py,
+6x cheaper than rebuilding SDK spans to encode them) and exports them through the SDK's own
+batch processor and OTLP exporter, retries and queue as before.
 
 The relay ignores SIGTERM and SIGINT and ends when its stdin closes: when its service process
 exits, even by SIGKILL, the relay still exports what it was handed.
@@ -30,9 +31,11 @@ from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan, Span, SpanProcessor
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
+
+from clickpulse_services.common.otlp_records import RecordExporter
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +49,11 @@ RESOURCE_ENV = "CLICKPULSE_RELAY_RESOURCE"
 Record = tuple[Any, ...]
 
 
-def batch_processor(endpoint: str) -> BatchSpanProcessor:
+def batch_processor(endpoint: str, exporter: SpanExporter | None = None) -> BatchSpanProcessor:
     """The exporter retries an unavailable collector until its deadline, and the large queue
     holds what arrives meanwhile: together they ride out a collector restart."""
     return BatchSpanProcessor(
-        OTLPSpanExporter(endpoint=endpoint, insecure=True, timeout=60),
+        exporter or OTLPSpanExporter(endpoint=endpoint, insecure=True, timeout=60),
         max_queue_size=65536,
         max_export_batch_size=2048,
         schedule_delay_millis=500,
@@ -83,6 +86,7 @@ def to_record(span: ReadableSpan) -> Record:
 
 
 def from_record(record: Sequence[Any], resource: Resource) -> ReadableSpan:
+    """The SDK span a record stands for: the reference the relay's encoding is tested against."""
     (
         scope_name,
         scope_version,
@@ -216,13 +220,17 @@ def relay(endpoint: str, resource_attributes: Mapping[str, Any], stream: IO[byte
     from clickpulse_services.common.process_metrics import process_meter_provider
 
     resource = Resource(dict(resource_attributes))
-    processor = batch_processor(endpoint)
+    exporter = RecordExporter(resource.attributes, endpoint=endpoint, insecure=True, timeout=60)
+    processor = batch_processor(endpoint, exporter)
+    # The SDK's batching, queue and export thread, handed records instead of spans (every
+    # record is of a sampled span: BatchSpanProcessor.on_end's one check).
+    emit = processor._batch_processor.emit
     # The relay's own CPU and memory count for its service (the CPU panel sums processes).
     meters = process_meter_provider(endpoint, resource, role="span-relay")
     decoder = msgspec.msgpack.Decoder(list[tuple[Any, ...]])
     for payload in _read_frames(stream):
         for record in decoder.decode(payload):
-            processor.on_end(from_record(record, resource))
+            emit(record)  # type: ignore[arg-type]
     processor.shutdown()  # type: ignore[no-untyped-call]
     meters.shutdown()
 
