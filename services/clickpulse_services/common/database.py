@@ -30,6 +30,7 @@ from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, OperationalErr
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from clickpulse_services.common.admission import RETRY_AFTER_S
+from clickpulse_services.common.read_pool import ReadPoolTimeout, lost_connection
 from clickpulse_services.common.settings import ServiceSettings
 
 
@@ -125,6 +126,17 @@ def _statement_error(request: Request[Any, Any, Any], exc: Exception) -> Respons
     raise exc
 
 
+def _driver_error(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    """An asyncpg error from the read pool (common/read_pool.py), mapped as `_statement_error`
+    maps the same errors coming through SQLAlchemy."""
+    if lost_connection(exc):
+        return _database_unavailable(request, exc)
+    sqlstate = str(getattr(exc, "sqlstate", "") or "")
+    if sqlstate.startswith("22") or isinstance(exc, asyncpg.exceptions._base.DataError):
+        return _bad_value(request, exc)
+    raise exc
+
+
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     NotFoundError: _not_found,
     DuplicateKeyError: _conflict,
@@ -137,4 +149,7 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     ConnectionError: _database_unavailable,
     OSError: _database_unavailable,
     DBAPIError: _statement_error,
+    ReadPoolTimeout: _pool_exhausted,
+    asyncpg.PostgresError: _driver_error,
+    asyncpg.InterfaceError: _driver_error,
 }

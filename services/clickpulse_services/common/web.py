@@ -32,6 +32,7 @@ from clickpulse_services.common.database import (
 )
 from clickpulse_services.common.openapi import MAX_ID, ClosedStructs, amend
 from clickpulse_services.common.rate_limits import NAMES, RateLimits
+from clickpulse_services.common.read_pool import ReadPool
 from clickpulse_services.common.settings import ServiceSettings
 from clickpulse_services.common.telemetry import Telemetry, remember_exception
 from clickpulse_services.common.tokens import KeySource, TokenVerifier
@@ -136,18 +137,27 @@ def create_app(
     telemetry = Telemetry(settings)
     db_config: SQLAlchemyAsyncConfig = sqlalchemy_config(settings)
 
+    read_pool = ReadPool(
+        settings.database_url,
+        settings.db_pool_size,
+        settings.db_pool_timeout_s,
+        application_name=f"{settings.service_name} reads",
+    )
+
     def pool_checked_out() -> int:
         pool = db_config.get_engine().pool
         checked_out = getattr(pool, "checkedout", None)
-        return int(checked_out()) if callable(checked_out) else 0
+        return (int(checked_out()) if callable(checked_out) else 0) + read_pool.in_use()
 
     telemetry.observe_process(pool_checked_out)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> Any:
+        await read_pool.open()
         try:
             yield
         finally:
+            await read_pool.close()
             telemetry.shutdown()
 
     app = Litestar(
@@ -173,8 +183,8 @@ def create_app(
                 "settings": settings,
                 "telemetry": telemetry,
                 "clients": client_identity(settings.trusted_proxies, settings.regions),
-                # The plugin's own engine (same pool) for the Core reads of the hot paths.
                 "engine": db_config.get_engine(),
+                "read_pool": read_pool,
                 "key_source": keys,
                 "tokens": TokenVerifier(
                     keys, issuer=settings.jwt_issuer, audience=settings.jwt_audience

@@ -51,11 +51,11 @@ from clickpulse_services.crud.services import Accounts, ProductService, UserServ
 
 
 def _reads(state: State) -> Reads:
-    return Reads(state.engine)
+    return Reads(state.read_pool)
 
 
 def _accounts(state: State) -> Accounts:
-    return Accounts(Reads(state.engine), state.issuer)
+    return Accounts(Reads(state.read_pool), state.issuer)
 
 
 def _mine_or_admin(me: Principal, user_id: int) -> None:
