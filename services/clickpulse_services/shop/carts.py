@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from clickpulse_services.common.models import CartItem, User
+from clickpulse_services.common.read_pool import ReadPool, Statement
 from clickpulse_services.shop.schemas import CartLine, CartRead
 
 MAX_QUANTITY = 1000
@@ -66,7 +67,8 @@ REMOVE_LINE = (
     .where(CartItem.id == bindparam("item_id"), CartItem.user_id == bindparam("user_id"))
     .returning(CartItem.product_id)
 )
-USER_EXISTS = select(User.id).where(User.id == bindparam("user_id"))
+USER_EXISTS_READ = Statement.of(select(User.id).where(User.id == bindparam("user_id")))
+CART_OF_USER_READ = Statement.of(CART_OF_USER)
 
 
 def cart_from_rows(user_id: int, rows: Sequence[Any]) -> CartRead:
@@ -90,13 +92,15 @@ def cart_from_rows(user_id: int, rows: Sequence[Any]) -> CartRead:
 
 
 class Carts:
-    def __init__(self, engine: AsyncEngine) -> None:
+    """Writes through the engine; the plain reads on the read pool (common/read_pool.py)."""
+
+    def __init__(self, engine: AsyncEngine, reads: ReadPool) -> None:
         self.engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self.reads = reads
 
     async def get(self, user_id: int) -> CartRead | None:
         """The user's cart; None if there is no such user."""
-        async with self.engine.connect() as connection:
-            rows = (await connection.execute(CART_OF_USER, {"user_id": user_id})).all()
+        rows = await self.reads.fetch(CART_OF_USER_READ, user_id=user_id)
         return cart_from_rows(user_id, rows) if rows else None
 
     async def _changed_line(self, statement: Any, parameters: dict[str, Any]) -> int | None:
@@ -119,8 +123,7 @@ class Carts:
         return await self._changed_line(REMOVE_LINE, {"user_id": user_id, "item_id": item_id})
 
     async def user_exists(self, user_id: int) -> bool:
-        async with self.engine.connect() as connection:
-            return (await connection.execute(USER_EXISTS, {"user_id": user_id})).first() is not None
+        return bool(await self.reads.fetch(USER_EXISTS_READ, user_id=user_id))
 
     async def add(
         self, user_id: int, product_id: int, quantity: int, unit_price: Decimal

@@ -31,7 +31,7 @@ def _caller(request: Request[Any, Any, Any]) -> Caller:
 
 
 def _cart_service(state: State) -> CartService:
-    return CartService(Carts(state.engine), state.catalogue)
+    return CartService(Carts(state.engine, state.read_pool), state.catalogue)
 
 
 async def _order_service(db_session: AsyncSession, state: State) -> OrderService:
