@@ -72,19 +72,31 @@ def test_clickhouse_samples_its_system_tables_every_15_s(
     )
     for source in ("metrics", "events", "errors", "parts", "disks"):
         assert source in fresh and fresh[source] <= 30, fresh
-    # Active parts per partition, as system.parts says (within a merge or an insert).
-    sampled = _scalar(
-        reader,
-        "SELECT argMax(value, ts) FROM ops.clickhouse_samples WHERE source = 'parts'"
-        " AND name = 'active_parts' AND object = 'analytics.request_metrics'"
-        " AND ts >= now() - INTERVAL 1 MINUTE",
+    # Active parts per partition, as system.parts says (within a merge or an insert). The
+    # sample is up to 15 s old, and with the collector inserting every 2 s the count moves
+    # meanwhile (CI once saw 5 sampled against 9 live): compare until a sample and the live
+    # count agree, for up to three sampling rounds.
+
+    def sampled_and_actual() -> tuple[float, float]:
+        sampled = _scalar(
+            reader,
+            "SELECT argMax(value, ts) FROM ops.clickhouse_samples WHERE source = 'parts'"
+            " AND name = 'active_parts' AND object = 'analytics.request_metrics'"
+            " AND ts >= now() - INTERVAL 1 MINUTE",
+        )
+        actual = _scalar(
+            admin,
+            "SELECT count() FROM system.parts WHERE active AND database = 'analytics'"
+            " AND table = 'request_metrics'",
+        )
+        return sampled, actual
+
+    agreed = wait_for(
+        lambda: (pair := sampled_and_actual())[0] >= 1 and abs(pair[0] - pair[1]) <= 3 and pair,
+        timeout=45,
+        every=1,
     )
-    actual = _scalar(
-        admin,
-        "SELECT count() FROM system.parts WHERE active AND database = 'analytics'"
-        " AND table = 'request_metrics'",
-    )
-    assert sampled >= 1 and abs(sampled - actual) <= 3
+    assert agreed, sampled_and_actual()
     ddl = _scalar(admin, "SHOW CREATE TABLE ops.clickhouse_samples")
     assert "TTL ts + toIntervalDay(14)" in ddl
     refresh = admin.query(
