@@ -65,10 +65,12 @@ class ServiceSettings:
     trusted_proxies: tuple[IPNetwork, ...] = field(default_factory=tuple)
     regions: tuple[tuple[IPNetwork, str], ...] = field(default_factory=tuple)
     metrics_interval_ms: int = 5000
-    # Capacity per process (README, "Capacity"): requests in flight before shedding with 503,
-    # database connections, how long a request may wait for one, and how long the shop waits
-    # for the CRUD API (well below the 10 s the load generator's clients wait).
-    max_in_flight: int = 32
+    # Capacity per process (README, "Capacity"): requests in flight and waiting for a slot
+    # before shedding with 503 (common/admission.py), database connections, how long a request
+    # may wait for one, and how long the shop waits for the CRUD API (well below the 10 s the
+    # load generator's clients wait).
+    max_in_flight: int = 8
+    max_queued: int = 64
     db_pool_size: int = 16
     db_pool_timeout_s: int = 1
     catalogue_timeout_s: float = 2.0
@@ -113,7 +115,8 @@ class ServiceSettings:
             ),
             regions=tuple((ipaddress.ip_network(cidr), name) for cidr, name in regions.items()),
             metrics_interval_ms=int(env.get("CLICKPULSE_METRICS_INTERVAL_MS", "5000")),
-            max_in_flight=int(env.get("CLICKPULSE_MAX_IN_FLIGHT", "32")),
+            max_in_flight=int(env.get("CLICKPULSE_MAX_IN_FLIGHT", "8")),
+            max_queued=int(env.get("CLICKPULSE_MAX_QUEUED", "64")),
             db_pool_size=int(env.get("CLICKPULSE_DB_POOL_SIZE", "16")),
             db_pool_timeout_s=int(env.get("CLICKPULSE_DB_POOL_TIMEOUT", "1")),
             catalogue_timeout_s=float(env.get("CLICKPULSE_CATALOGUE_TIMEOUT", "2.0")),

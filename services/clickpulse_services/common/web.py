@@ -210,7 +210,9 @@ def create_app(
     # Around the router, where Litestar's own OpenTelemetry plugin puts its middleware:
     # requests that match no route (404, 405) are traced too, and so are the ones admission
     # control sheds.
-    app.asgi_handler = Admission(app.asgi_handler, settings.max_in_flight, route_of)
+    app.asgi_handler = Admission(
+        app.asgi_handler, settings.max_in_flight, route_of, settings.max_queued
+    )
     if settings.telemetry_enabled:
         app.asgi_handler = telemetry.server_spans(app.asgi_handler)
     return app
