@@ -9,9 +9,12 @@ export const options = {
   discardResponseBodies: true,
 };
 
-// TARGET is a path ("/products?limit=20"); without it, a random product of the first 50.
+// TARGET is a path ("/products?limit=20"); without it, a random one of PRODUCT_IDS.
+const PRODUCT_IDS = (__ENV.PRODUCT_IDS || '1').split(',');
+
 export default function () {
-  const path = __ENV.TARGET || `/products/${1 + Math.floor(Math.random() * 50)}`;
+  const path =
+    __ENV.TARGET || `/products/${PRODUCT_IDS[Math.floor(Math.random() * PRODUCT_IDS.length)]}`;
   http.get(`${__ENV.BASE_URL}${path}`);
 }
 

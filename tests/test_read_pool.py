@@ -14,6 +14,7 @@ import pytest
 from clickpulse_services.common.database import EXCEPTION_HANDLERS
 from clickpulse_services.common.read_pool import ReadPool, ReadPoolTimeout, Statement
 from clickpulse_services.crud.reads import PRODUCT_BY_ID, PRODUCT_PAGES, Reads
+from opentelemetry.sdk.trace import TracerProvider
 from sqlalchemy import bindparam, literal_column, select, text
 
 from clickpulse.stack.processes import free_port
@@ -84,8 +85,12 @@ def test_a_full_pool_answers_503_with_retry_after_within_its_timeout(settings: S
     exc, waited = asyncio.run(run())
     assert isinstance(exc, ReadPoolTimeout)
     assert 0.25 < waited < 1.5, waited
-    status, body, headers = _answer(exc)
+    with TracerProvider().get_tracer(__name__).start_as_current_span("GET") as span:
+        status, body, headers = _answer(exc)
     assert status == 503 and "over capacity" in body["detail"] and headers["retry-after"]
+    # Its span tells it apart from admission control's sheds.
+    assert span.attributes is not None
+    assert span.attributes["app.shed.reason"] == "db_pool_timeout"
 
 
 def test_a_value_postgresql_refuses_is_400(settings: Settings) -> None:

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from clickpulse_load.config import load_config
+from clickpulse_load.plan import seed
 
 from clickpulse.stack.settings import Settings
 from clickpulse_bench.common import BENCH_DIR, console, free_port, k6_binary
@@ -33,7 +35,12 @@ def _tree_cpu(server: psutil.Process) -> dict[int, float]:
 
 
 def _probe(
-    base_url: str, target: str, duration: str, vus: int, server: psutil.Process
+    base_url: str,
+    target: str,
+    duration: str,
+    vus: int,
+    server: psutil.Process,
+    product_ids: list[int],
 ) -> dict[str, float]:
     cpu_before = _tree_cpu(server)
     with tempfile.TemporaryDirectory() as tmp:
@@ -52,6 +59,8 @@ def _probe(
                 f"DURATION={duration}",
                 "-e",
                 f"VUS={vus}",
+                "-e",
+                f"PRODUCT_IDS={','.join(map(str, product_ids))}",
                 "-e",
                 f"SUMMARY={summary}",
                 str(BENCH_DIR / "overhead.js"),
@@ -87,9 +96,13 @@ OVERHEAD_TARGETS = {
 
 
 SETTLE_S = 2.5
+PRODUCTS = 50
 UNLIMITED = {
     "CLICKPULSE_RATE_LIMIT_ANONYMOUS": "1000000000/minute",
     "CLICKPULSE_RATE_LIMIT_USER": "1000000000/minute",
+    # All 20 VUs in flight at once: with the services' 8, 12 would wait in admission control's
+    # queue on every request (a future and a timer each), which is not the request path's cost.
+    "CLICKPULSE_MAX_IN_FLIGHT": "64",
 }
 
 
@@ -137,13 +150,17 @@ def probe_rounds(
 ) -> dict[str, list[dict[str, float]]]:
     """`rounds` probes of each variant, in `order` within each round."""
     results: dict[str, list[dict[str, float]]] = {name: [] for name in order}
+    # The products the probes read: the load generator's (made first on a fresh stack).
+    product_ids = seed(load_config())[1][:PRODUCTS]
     for _ in range(rounds):  # alternate, so drift on the box hits every variant alike
         for name in order:
             # Let the collector and ClickHouse finish the previous probe's spans (SDK
             # batch 0.5 s, collector batch 1 s): otherwise every "off" probe pays for
             # the "on" probe before it, which flatters the ratio.
             time.sleep(SETTLE_S)
-            results[name].append(_probe(urls[name], target, duration, 20, processes[name]))
+            results[name].append(
+                _probe(urls[name], target, duration, 20, processes[name], product_ids)
+            )
     return results
 
 

@@ -36,9 +36,12 @@ from opentelemetry import trace
 EXEMPT_PATHS = frozenset(("/health",))
 RETRY_AFTER_S = 1
 # The controlled delay: how long a request may wait for a slot during a burst (and how long
-# the queue must stay non-empty to count as standing), and once the queue is standing.
+# the queue must stay non-empty to count as standing), and once the queue is standing. Fail at
+# Scale waits 5 ms in a standing queue; here 20 closed-loop clients of one process (a queue of
+# 12 that never empties, ~6 ms a wait) then got 503s from a process serving them all within
+# 10 ms. 20 ms still sheds well within the 50 ms issue 11 asks of a shed answer.
 BURST_S = 0.1
-STANDING_S = 0.005
+STANDING_S = 0.02
 SHED_REASON = "app.shed.reason"
 
 

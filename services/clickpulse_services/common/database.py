@@ -26,10 +26,11 @@ from litestar.status_codes import (
     HTTP_503_SERVICE_UNAVAILABLE,
 )
 from litestar.types import ExceptionHandlersMap
+from opentelemetry import trace
 from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from clickpulse_services.common.admission import RETRY_AFTER_S
+from clickpulse_services.common.admission import RETRY_AFTER_S, SHED_REASON
 from clickpulse_services.common.read_pool import ReadPoolTimeout, lost_connection
 from clickpulse_services.common.settings import ServiceSettings
 
@@ -72,6 +73,8 @@ def _database_unavailable(_: Request[Any, Any, Any], exc: Exception) -> Response
 
 
 def _pool_exhausted(_: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    # Shed as admission control sheds (common/admission.py); the span tells the two apart.
+    trace.get_current_span().set_attribute(SHED_REASON, "db_pool_timeout")
     response = _body(
         HTTP_503_SERVICE_UNAVAILABLE,
         f"over capacity: no database connection within the pool timeout; retry after"
