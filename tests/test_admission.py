@@ -37,7 +37,7 @@ class Held:
 
 async def _call(admission: Admission) -> tuple[int, str, float]:
     """Status, shed detail and seconds taken of one request."""
-    sent: list[Message] = []
+    sent: list[Any] = []
 
     async def receive() -> Any:
         return {"type": "http.request", "body": b"", "more_body": False}
@@ -59,12 +59,20 @@ def _admission(app: Held, limit: int = 1, max_queued: int = 8) -> Admission:
     return Admission(app, limit, lambda path, method: "/products/{product_id}", max_queued)
 
 
+async def _occupied(
+    max_queued: int = 8,
+) -> tuple[Held, Admission, asyncio.Task[tuple[int, str, float]]]:
+    """An admission of 1 in flight, and the request holding that slot."""
+    app = Held()
+    admission = _admission(app, max_queued=max_queued)
+    held = asyncio.create_task(_call(admission))
+    await asyncio.sleep(0)
+    return app, admission, held
+
+
 def test_a_request_past_the_limit_waits_for_a_slot_freed_within_the_burst_window() -> None:
     async def scenario() -> list[tuple[int, str, float]]:
-        app = Held()
-        admission = _admission(app)
-        first = asyncio.create_task(_call(admission))
-        await asyncio.sleep(0)
+        app, admission, first = await _occupied()
         second = asyncio.create_task(_call(admission))
         await asyncio.sleep(BURST_S / 4)
         app.release()
@@ -80,10 +88,7 @@ def test_a_request_past_the_limit_waits_for_a_slot_freed_within_the_burst_window
 
 def test_a_full_queue_sheds_at_once_and_a_wait_past_its_deadline_sheds_with_503() -> None:
     async def scenario() -> list[tuple[int, str, float]]:
-        app = Held()
-        admission = _admission(app, max_queued=1)
-        held = asyncio.create_task(_call(admission))
-        await asyncio.sleep(0)
+        app, admission, held = await _occupied(max_queued=1)
         waiting = asyncio.create_task(_call(admission))
         await asyncio.sleep(0)
         full = await _call(admission)
@@ -101,10 +106,7 @@ def test_a_full_queue_sheds_at_once_and_a_wait_past_its_deadline_sheds_with_503(
 
 def test_once_waits_run_out_the_queue_is_standing_and_the_next_wait_is_short() -> None:
     async def scenario() -> list[tuple[int, str, float]]:
-        app = Held()
-        admission = _admission(app)
-        held = asyncio.create_task(_call(admission))
-        await asyncio.sleep(0)
+        app, admission, held = await _occupied()
         in_burst = await _call(admission)  # nothing frees the slot: runs out after BURST_S
         standing = await _call(admission)
         await asyncio.sleep(BURST_S * 1.5)
@@ -121,12 +123,18 @@ def test_once_waits_run_out_the_queue_is_standing_and_the_next_wait_is_short() -
     assert recovered[2] >= BURST_S * 0.9
 
 
-def test_a_request_that_leaves_the_queue_frees_its_place_and_hands_on_a_slot_it_was_given() -> None:
+async def _served(app: Held, admission: Admission, task: asyncio.Task[Any]) -> int:
+    """The status `task` got once every request is let through; nothing stays counted."""
+    await asyncio.sleep(0)
+    app.release()
+    status: int = (await task)[0]
+    assert admission.in_flight == 0 and admission.queued == 0
+    return status
+
+
+def test_a_request_that_leaves_the_queue_frees_its_place() -> None:
     async def scenario() -> None:
-        app = Held()
-        admission = _admission(app, limit=1)
-        held = asyncio.create_task(_call(admission))
-        await asyncio.sleep(0)
+        app, admission, held = await _occupied()
         gone = asyncio.create_task(_call(admission))
         after = asyncio.create_task(_call(admission))
         await asyncio.sleep(0)
@@ -137,27 +145,35 @@ def test_a_request_that_leaves_the_queue_frees_its_place_and_hands_on_a_slot_it_
         assert admission.queued == 1
         app.release()
         await held
-        await asyncio.sleep(0)
-        app.release()
-        status, _, _ = await after
-        assert status == 200
-        assert admission.in_flight == 0 and admission.queued == 0
+        assert await _served(app, admission, after) == 200
 
-        # Handed the slot, then cancelled before it ran: the slot goes to the next waiter.
-        held = asyncio.create_task(_call(admission))
-        await asyncio.sleep(0)
+    asyncio.run(scenario())
+
+
+def test_a_slot_handed_to_a_request_cancelled_before_it_ran_goes_to_the_next_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def scenario() -> None:
+        app, admission, held = await _occupied()
         handed = asyncio.create_task(_call(admission))
         next_one = asyncio.create_task(_call(admission))
         await asyncio.sleep(0)
-        app.gates[-1].set()  # `held` finishes and hands its slot to `handed` ...
-        handed.cancel()  # ... which is cancelled before it resumes
+        release = admission._release
+
+        def release_then_cancel() -> None:
+            # `held` hands its slot to `handed`, which is cancelled before it resumes.
+            monkeypatch.setattr(admission, "_release", release)
+            release()
+            assert admission.queued == 1 and admission.in_flight == 1
+            handed.cancel()
+
+        monkeypatch.setattr(admission, "_release", release_then_cancel)
+        app.release()
         await held
         with pytest.raises(asyncio.CancelledError):
             await handed
-        await asyncio.sleep(0)
-        app.release()
-        status, _, _ = await next_one
-        assert status == 200
-        assert admission.in_flight == 0 and admission.queued == 0
+        # `handed` gave its slot on: `next_one` holds it, and nothing is counted twice.
+        assert admission.queued == 0 and admission.in_flight == 1
+        assert await _served(app, admission, next_one) == 200
 
     asyncio.run(scenario())

@@ -11,10 +11,13 @@ or a wait past its deadline, is a 503 with `Retry-After`.
 
 Why a small limit and a queue, rather than the former 32 in flight and no queue: a process that
 admits more requests than it needs to keep its CPU busy does not serve more, it serves each one
-later. On this box's mixed scenario at 650 req/s (2x capacity), 8 in flight gave the goodput of
-32 (594 against 596 req/s) with an answered p95 of 42 ms against 170, and shed p99 153 ms
-against 278; 4 lost goodput (517). But a limit that small, with nothing to absorb the arrival
-bursts of sessions, shed 6 % at 450 req/s, where 32 shed 1.3 %: the queue takes those bursts.
+later. The mixed scenario on this box, configurations interleaved run by run (medians; single
+runs vary a lot): at 650 req/s (~2x capacity), 8 in flight with the queue (a 5 ms standing
+deadline then) against 32 without gave answered p95 ~95 ms against ~190 (6 runs each), shed p99
+~210 ms against ~345, goodput ~600 against ~587 req/s; the 20 ms deadline, in one run: p95 114,
+shed p99 236, goodput 590. At 450 req/s both shed 0.1-1.5 % (medians 0.46 % and 0.78 %). 8 in
+flight with no queue shed 6 % at 450 req/s in the one run tried (arrival bursts of sessions),
+and 4 in flight lost goodput (517 req/s at 650).
 
 The middleware sits inside the server-span middleware: a shed request is a span like any other
 (status 503, its route, and `app.shed.reason`).
