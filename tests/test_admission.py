@@ -1,6 +1,7 @@
 """Admission control's queue in-process (common/admission.py): a burst waits for a slot, a full
-queue and a standing one shed at once, and a request that leaves while waiting frees what it
-held. The real service pushed past its limit is in test_capacity.py."""
+queue and a standing one shed at once, a request that leaves while waiting frees what it held,
+and an urgent one (RFC 9218's `Priority`, as the shop's calls send it) waits ahead. The real
+service pushed past its limit is in test_capacity.py."""
 
 from __future__ import annotations
 
@@ -9,7 +10,13 @@ from typing import Any
 
 import msgspec
 import pytest
-from clickpulse_services.common.admission import BURST_S, STANDING_S, Admission
+from clickpulse_services.common.admission import (
+    BURST_WAIT_S,
+    INTERVAL_S,
+    STANDING_WAIT_S,
+    Admission,
+)
+from clickpulse_services.shop.catalogue import CALL_PRIORITY
 from litestar.types import Message, Receive, Scope, Send
 
 pytestmark = pytest.mark.no_stack
@@ -21,8 +28,11 @@ class Held:
     def __init__(self) -> None:
         self.gates: list[asyncio.Event] = []
         self.served = 0
+        # The `Priority` header of each request let in, in the order they were.
+        self.priorities: list[bytes] = []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.priorities.append(dict(scope["headers"]).get(b"priority", b""))
         gate = asyncio.Event()
         self.gates.append(gate)
         await gate.wait()
@@ -35,7 +45,9 @@ class Held:
             gate.set()
 
 
-async def _call(admission: Admission) -> tuple[int, str, float]:
+async def _call(
+    admission: Admission, headers: list[tuple[bytes, bytes]] | None = None
+) -> tuple[int, str, float]:
     """Status, shed detail and seconds taken of one request."""
     sent: list[Any] = []
 
@@ -45,7 +57,7 @@ async def _call(admission: Admission) -> tuple[int, str, float]:
     async def send(message: Message) -> None:
         sent.append(message)
 
-    scope: Any = {"type": "http", "path": "/products/1", "method": "GET", "headers": []}
+    scope: Any = {"type": "http", "path": "/products/1", "method": "GET", "headers": headers or []}
     loop = asyncio.get_running_loop()
     started = loop.time()
     await admission(scope, receive, send)
@@ -74,7 +86,7 @@ def test_a_request_past_the_limit_waits_for_a_slot_freed_within_the_burst_window
     async def scenario() -> list[tuple[int, str, float]]:
         app, admission, first = await _occupied()
         second = asyncio.create_task(_call(admission))
-        await asyncio.sleep(BURST_S / 4)
+        await asyncio.sleep(BURST_WAIT_S / 4)
         app.release()
         await asyncio.sleep(0.01)
         app.release()  # the second one's gate, made once it got the slot
@@ -99,28 +111,28 @@ def test_a_full_queue_sheds_at_once_and_a_wait_past_its_deadline_sheds_with_503(
 
     (full_status, full_detail, full_s), (out_status, out_detail, out_s) = asyncio.run(scenario())
     assert full_status == 503 and "1 waiting" in full_detail
-    assert full_s < BURST_S / 2
+    assert full_s < BURST_WAIT_S / 2
     assert out_status == 503 and "no slot free in time" in out_detail
-    assert out_s >= BURST_S * 0.9
+    assert out_s >= BURST_WAIT_S * 0.9
 
 
 def test_once_waits_run_out_the_queue_is_standing_and_the_next_wait_is_short() -> None:
     async def scenario() -> list[tuple[int, str, float]]:
         app, admission, held = await _occupied()
-        in_burst = await _call(admission)  # nothing frees the slot: runs out after BURST_S
+        in_burst = await _call(admission)  # nothing frees the slot: runs out after BURST_WAIT_S
         standing = await _call(admission)
-        await asyncio.sleep(BURST_S * 1.5)
-        recovered = await _call(admission)  # no wait ran out for BURST_S: a burst again
+        await asyncio.sleep(INTERVAL_S * 1.5)
+        recovered = await _call(admission)  # no wait ran out for INTERVAL_S: a burst again
         app.release()
         await held
         return [in_burst, standing, recovered]
 
     in_burst, standing, recovered = asyncio.run(scenario())
     assert [r[0] for r in (in_burst, standing, recovered)] == [503, 503, 503]
-    assert in_burst[2] >= BURST_S * 0.9
+    assert in_burst[2] >= BURST_WAIT_S * 0.9
     # The standing queue's deadline, with room for a slow box (still well under the burst's).
-    assert STANDING_S * 0.9 <= standing[2] < (STANDING_S + BURST_S) / 2
-    assert recovered[2] >= BURST_S * 0.9
+    assert STANDING_WAIT_S * 0.9 <= standing[2] < (STANDING_WAIT_S + BURST_WAIT_S) / 2
+    assert recovered[2] >= BURST_WAIT_S * 0.9
 
 
 async def _served(app: Held, admission: Admission, task: asyncio.Task[Any]) -> int:
@@ -177,3 +189,34 @@ def test_a_slot_handed_to_a_request_cancelled_before_it_ran_goes_to_the_next_one
         assert await _served(app, admission, next_one) == 200
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("priority", "ahead"),
+    [
+        (CALL_PRIORITY.encode(), True),
+        (b"u=0, i", True),
+        (b"i, u=1", True),
+        (b"u=3", False),  # the default urgency
+        (b"u=6", False),
+        (b"urgent", False),  # not RFC 9218: as if not sent
+    ],
+)
+def test_a_request_asking_for_more_urgency_waits_ahead_of_the_others(
+    priority: bytes, ahead: bool
+) -> None:
+    async def scenario() -> list[bytes]:
+        app, admission, held = await _occupied()
+        earlier = asyncio.create_task(_call(admission))
+        later = asyncio.create_task(_call(admission, [(b"priority", priority)]))
+        await asyncio.sleep(0)
+        assert admission.queued == 2
+        for task in (held, earlier, later):  # one request served at a time
+            while not task.done():
+                app.release()
+                await asyncio.sleep(0)
+        assert admission.in_flight == 0 and admission.queued == 0
+        return app.priorities
+
+    priorities = asyncio.run(scenario())
+    assert priorities == [b"", priority, b""] if ahead else [b"", b"", priority]

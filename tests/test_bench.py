@@ -131,6 +131,7 @@ def test_capacity_row_relates_the_overload_run_to_the_capacity() -> None:
         "shed_rate": 0.3512,
         "answered_p99_ms": 240.4,
         "shed_p99_ms": 3.2,
+        "shed_p99_span_ms": 1.4,
     }
     row = capacity_row(_target("abc (new)", search, overload))
     assert row["capacity req/s"] == "400"
@@ -139,6 +140,7 @@ def test_capacity_row_relates_the_overload_run_to_the_capacity() -> None:
     assert row["goodput/capacity"] == "1.30"
     assert row["shed share"] == "0.351"
     assert (row["answered p99 ms"], row["shed p99 ms"]) == ("240", "3")
+    assert row["shed p99 ms, spans"] == "1"
 
 
 def test_capacity_row_without_an_overload_run_or_a_passing_rate() -> None:
@@ -146,7 +148,7 @@ def test_capacity_row_without_an_overload_run_or_a_passing_rate() -> None:
     _run(capped, lambda r: True)
     row = capacity_row(_target("old", capped, None))
     assert row["capacity req/s"] == "≥ 300"
-    assert row["goodput/capacity"] == row["shed p99 ms"] == "-"
+    assert row["goodput/capacity"] == row["shed p99 ms"] == row["shed p99 ms, spans"] == "-"
     nothing = RateSearch(start=40, floor=10)
     _run(nothing, lambda r: False)
     assert capacity_row(_target("old", nothing, None))["capacity req/s"] == "< 10"

@@ -26,6 +26,7 @@ import httpx
 import yaml
 from clickpulse_load.config import DEFAULT_CONFIG
 
+from clickpulse.stack.clickhouse_client import admin_client
 from clickpulse.stack.settings import Settings
 from clickpulse_bench.common import console, free_port
 from clickpulse_bench.overhead import OVERHEAD_TARGETS, crud_processes, probe_rounds
@@ -218,7 +219,23 @@ def search(targets: list[Target], plan: Plan, folder: Path) -> None:
             time.sleep(plan.settle_s)
 
 
-def overload(target: Target, plan: Plan, folder: Path) -> None:
+def served_shed_p99_ms(settings: Settings, run_id: str) -> float | None:
+    """The p99 of the shed answers' own spans in a run: how long the services took to shed,
+    without the time a request spent in the client and in its socket before the span began."""
+    rows = (
+        admin_client(settings)
+        .query(
+            "SELECT quantileIf(0.99)(response_time_ms, status_code IN (429, 503))"
+            " FROM analytics.request_metrics WHERE run_id = {r:String}",
+            parameters={"r": run_id},
+        )
+        .result_rows
+    )
+    value = rows[0][0] if rows else None
+    return float(value) if isinstance(value, int | float) and value == value else None
+
+
+def overload(settings: Settings, target: Target, plan: Plan, folder: Path) -> None:
     capacity = target.search.capacity
     if capacity is None:
         return
@@ -226,6 +243,8 @@ def overload(target: Target, plan: Plan, folder: Path) -> None:
     if plan.ceiling is not None:
         rate = min(rate, plan.ceiling)
     target.overload = run_load(target.pair, rate, plan.probe_s, folder)
+    if run_id := target.overload.get("run_id"):
+        target.overload["shed_p99_span_ms"] = served_shed_p99_ms(settings, run_id)
     console.print(
         f"  {target.name} @ {rate:g} req/s (overload): {describe(target.overload)}",
         markup=False,
@@ -261,6 +280,7 @@ def capacity_row(target: Target) -> dict[str, Any]:
             "shed share": _fmt(_num(facts, "shed_rate"), 3),
             "answered p99 ms": _fmt(_num(facts, "answered_p99_ms")),
             "shed p99 ms": _fmt(_num(facts, "shed_p99_ms")),
+            "shed p99 ms, spans": _fmt(_num(facts, "shed_p99_span_ms")),
         }
     )
     return row
@@ -322,8 +342,8 @@ def bench_capacity(
                     targets += [old_target, new_target]
                     warm_up([old_target, new_target], plan, folder)
                     search([old_target, new_target], plan, folder)
-                    overload(old_target, plan, folder)
-                    overload(new_target, plan, folder)
+                    overload(settings, old_target, plan, folder)
+                    overload(settings, new_target, plan, folder)
                     save(targets)
             two = Target(new_label, 2, stack_pair(settings), new_search())
             targets.append(two)
@@ -334,7 +354,7 @@ def bench_capacity(
                 two.search.max_probes = 0
             warm_up([two], plan, folder)
             search([two], plan, folder)
-            overload(two, plan, folder)
+            overload(settings, two, plan, folder)
             save(targets)
         finally:
             try:
@@ -385,7 +405,9 @@ def render(plan: Plan, targets: list[Target], cpu: list[dict[str, Any]], note: s
         " search and this code's (new) took turns, probe by probe (since issue 13 every session"
         " signs in first, which the old code cannot). Overload: one run at"
         f" {OVERLOAD_FACTOR:g}x the capacity; goodput is the rate of answers that are neither"
-        " 5xx nor 429, shed answers are 503/429. k6 runs on the same 2 cores as the services,"
+        " 5xx nor 429, shed answers are 503/429; their p99 at the client (k6), and in their"
+        " spans (the service's own time, without the time in k6 and in the socket before the"
+        " server read the request). k6 runs on the same 2 cores as the services,"
         " the collector and ClickHouse."
     )
     cpu_method = (

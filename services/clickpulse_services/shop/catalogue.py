@@ -21,6 +21,8 @@ from clickpulse_services.common.admission import RETRY_AFTER_S
 # after 4 s means a request is not sent on one the server is closing at that moment (aiohttp
 # would retry a GET once on a fresh connection, but that is a wasted round trip).
 KEEPALIVE_S = 4.0
+# RFC 9218 urgency (0-7, 3 the default): above a client's own requests.
+CALL_PRIORITY = "u=2"
 
 
 class CatalogueProduct(msgspec.Struct):
@@ -62,6 +64,10 @@ def _session(
             # One session serves every caller: a cookie one caller's call got must not go along
             # with another's (the CRUD API sets none; this also skips the jar's work per call).
             cookie_jar=aiohttp.DummyCookieJar(),
+            # Ahead in the CRUD API's admission queue (common/admission.py): this call is part
+            # of a cart or checkout request the shop already admitted and half served, and
+            # shedding it wastes that work and keeps the shop's slot until the 503 comes back.
+            headers={"Priority": CALL_PRIORITY},
         )
 
     if tracer_provider is None:
