@@ -25,12 +25,13 @@ before): issue 11 asks for shed answers within 50 ms, and a wait of 100 ms is a 
 100 ms. Interleaved runs, 3 each (medians), with the shop's calls urgent: at 400 req/s (about
 capacity) 30/5 ms shed 0.24 % of requests, 100/20 ms 0.36 %, 30/20 ms 0.53 %; at 776 req/s
 (2x) 30/5 ms gave shed p99 208 ms at the client against 245 for 100/20, answered p95 92 against
-131 ms, goodput 572 against 603 req/s (runs spread ±10 %). The urgent calls: at 776 req/s the
-shop's 503s caused by a shed call fell from ~520 to ~165 a run, and the shed p99 at the client
-from 313 to 245 ms (100/20 ms both). The cost of 5 ms: a client holding more connections open
-to one process than its limit (`hey -c 20`, the overhead bench's 20 closed-loop VUs) keeps its
-queue standing, and gets 503s from a process serving it within 10 ms; the bench's processes run
-with a higher limit for that reason.
+131 ms, goodput 572 against 603 req/s (runs spread ±10 %). The urgent calls, at 776 req/s with
+100/20 ms waits both: shed p99 at the client 245 ms against 313 without (3 runs each); in the
+spans, the shop's 503s caused by a shed call were ~520 a run without them (30 ms waits) and
+~165 with them (30/5 ms), the slowest kind of shed answer (p99 200-330 ms). The cost of 5 ms:
+a client holding more connections open to one process than its limit (`hey -c 20`, the overhead
+bench's 20 closed-loop VUs) keeps its queue standing, and gets 503s from a process serving it
+within 10 ms; the bench's processes run with a higher limit for that reason.
 
 The middleware sits inside the server-span middleware: a shed request is a span like any other
 (status 503, its route, and `app.shed.reason`).
@@ -53,8 +54,8 @@ EXEMPT_PATHS = frozenset(("/health",))
 RETRY_AFTER_S = 1
 # The controlled delay (see the module's docstring): how long the queue must stay non-empty to
 # count as standing (Fail at Scale's interval), and how long a request may wait for a slot
-# during a burst and once the queue is standing. In the spans of a run at 2x capacity, the
-# shed answers took p99 ~60 ms with these: timers fire late on a busy event loop.
+# during a burst and once the queue is standing. In the spans of runs at 2x capacity, the
+# shed answers took p99 ~60-80 ms with these: timers fire late on a busy event loop.
 INTERVAL_S = 0.1
 BURST_WAIT_S = 0.03
 STANDING_WAIT_S = 0.005
