@@ -6,6 +6,7 @@ service pushed past its limit is in test_capacity.py."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import msgspec
@@ -220,3 +221,22 @@ def test_a_request_asking_for_more_urgency_waits_ahead_of_the_others(
 
     priorities = asyncio.run(scenario())
     assert priorities == [b"", priority, b""] if ahead else [b"", b"", priority]
+
+
+def test_a_wait_past_its_deadline_in_a_stall_of_the_loop_gets_a_slot_freed_meanwhile() -> None:
+    async def scenario() -> tuple[int, str, float]:
+        app, admission, held = await _occupied()
+        waiting = asyncio.create_task(_call(admission))
+        await asyncio.sleep(0)
+        loop = asyncio.get_running_loop()
+        # Due after the wait's deadline, but before the loop is back from its stall: without
+        # the second look, the wait's timer (due first) would shed it.
+        loop.call_later(BURST_WAIT_S * 1.5, app.release)
+        time.sleep(BURST_WAIT_S * 3)  # the stall (a long callback, a garbage collection)
+        await held
+        await asyncio.sleep(0.01)
+        app.release()
+        return await waiting
+
+    status, detail, _ = asyncio.run(scenario())
+    assert status == 200, detail

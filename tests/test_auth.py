@@ -239,6 +239,8 @@ def test_a_deleted_users_token_is_refused(
         response = client.get(path, headers=bearer(token))
         assert response.status_code == 401, (path, response.text)
         assert "no longer exists" in response.json()["detail"]
+    checkout = shop.post("/checkout", headers=bearer(token))
+    assert checkout.status_code == 401 and "no longer exists" in checkout.json()["detail"]
     gone = shop.post("/cart", json={"product_id": 1}, headers=bearer(token))
     assert gone.status_code in (401, 404), gone.text  # 404 if product 1 is gone too
     assert gone.status_code != 201
