@@ -10,6 +10,7 @@ CLICKPULSE_BENCH_START_RPS moves the search's first rate (200)."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -232,7 +233,8 @@ def served_shed_p99_ms(settings: Settings, run_id: str) -> float | None:
         .result_rows
     )
     value = rows[0][0] if rows else None
-    return float(value) if isinstance(value, int | float) and value == value else None
+    # quantileIf over no shed answer is nan.
+    return float(value) if isinstance(value, int | float) and not math.isnan(value) else None
 
 
 def overload(settings: Settings, target: Target, plan: Plan, folder: Path) -> None:

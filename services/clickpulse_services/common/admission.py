@@ -59,12 +59,12 @@ RETRY_AFTER_S = 1
 # The controlled delay (see the module's docstring): how long the queue must stay non-empty to
 # count as standing (Fail at Scale's interval), and how long a request may wait for a slot
 # during a burst and once the queue is standing. In the spans of runs at 2x capacity, the
-# shed answers took p99 ~60-130 ms with 30 and 5 ms: timers fire late on a busy event loop.
+# shed answers took p99 ~60-160 ms all the same: timers fire late on a busy event loop.
 INTERVAL_S = 0.1
 BURST_WAIT_S = 0.03
 STANDING_WAIT_S = 0.02
 # A wait's timer this late means the loop stalled (a long callback, a garbage collection): the
-# wait gets one more look after the loop has read its sockets (see `_expire`).
+# wait gets one more look once the requests answered during the stall have resumed (`_expire`).
 LATE_S = 0.01
 SHED_REASON = "app.shed.reason"
 # RFC 9218 (Extensible Prioritization Scheme for HTTP): urgency 0-7, 3 when not said.
