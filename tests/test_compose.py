@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from clickpulse.stack import collector_build
 from clickpulse.stack.cli import COMPOSE_CLUSTER, compose_env
 from clickpulse.stack.processes import StackError
 from clickpulse.stack.settings import REPO_ROOT, Settings
@@ -119,6 +120,14 @@ def test_the_collector_gets_every_variable_its_config_reads(services: dict[str, 
         r'from_env="([A-Z0-9_]+)"', (REPO_ROOT / "clickhouse" / "users.xml").read_text()
     ):
         assert variable in services["clickhouse"]["environment"]
+
+
+def test_the_collector_runs_with_the_local_stacks_go_runtime_settings(
+    services: dict[str, Any],
+) -> None:
+    environment = services["collector"]["environment"]
+    for variable, value in collector_build.GO_RUNTIME_ENV.items():
+        assert environment.get(variable) == value, variable
 
 
 def test_services_run_as_replicas_behind_the_nginx_gateway(services: dict[str, Any]) -> None:

@@ -349,6 +349,7 @@ class Collector(Component):
                     "CLICKPULSE_COLLECTOR_METRICS_LEVEL": settings.collector_metrics_level,
                     # Not read by the collector: a changed config.yaml restarts it on `up`.
                     "CLICKPULSE_COLLECTOR_CONFIG_SHA256": collector_build.config_hash(),
+                    **collector_build.GO_RUNTIME_ENV,
                 },
                 ports=[p.otlp_grpc, p.otlp_http, p.collector_health, p.collector_metrics],
                 healthy=lambda: http_ok(f"http://{host}:{p.collector_health}/"),
