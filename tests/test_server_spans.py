@@ -13,14 +13,20 @@ import pytest
 from clickpulse_services.common.record_span import Record
 from clickpulse_services.common.settings import ServiceSettings
 from clickpulse_services.common.span_relay import from_record, to_record
-from clickpulse_services.common.telemetry import Telemetry, annotate, remember_exception
+from clickpulse_services.common.telemetry import (
+    ServerSpans,
+    Telemetry,
+    annotate,
+    remember_exception,
+)
 from litestar import Litestar, get
 from litestar.params import FromPath
 from litestar.testing import TestClient
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, Sampler, TraceIdRatioBased
 from opentelemetry.trace import SpanKind, StatusCode
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
@@ -164,6 +170,33 @@ def test_health_checks_are_not_traced(
     client, exporter = traced
     assert client.get("/health").status_code == 200
     assert exporter.get_finished_spans() == ()
+
+
+def test_a_request_whose_caller_did_not_sample_its_trace_makes_no_span(
+    traced: tuple[TestClient[Litestar], Finished],
+) -> None:
+    """The default sampler follows the parent's decision (flags 00: not sampled)."""
+    client, exporter = traced
+    not_sampled = {"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-00"}
+    assert client.get("/items/7", headers=not_sampled).status_code == 200
+    assert exporter.get_finished_spans() == ()
+    assert client.get("/items/8").status_code == 200  # a root: sampled
+    assert _only(exporter).attributes["url.path"] == "/items/8"  # type: ignore[index]
+
+
+@pytest.mark.parametrize(("sampler", "spans"), [(ALWAYS_OFF, 0), (TraceIdRatioBased(1.0), 1)])
+def test_a_sampler_other_than_the_default_decides_for_the_relay_records(
+    sampler: Sampler, spans: int
+) -> None:
+    settings = ServiceSettings.from_env("spans-test")
+    records: list[Record] = []
+    app = Litestar([item])
+    app.asgi_handler = ServerSpans(
+        app.asgi_handler, TracerProvider(sampler=sampler), settings, records.append
+    )
+    with TestClient(app) as client:
+        assert client.get("/items/7").status_code == 200
+    assert len(records) == spans
 
 
 @get("/annotated/{item_id:int}", sync_to_thread=False)

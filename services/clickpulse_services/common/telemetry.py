@@ -31,7 +31,7 @@ from clickpulse_services.common.process_metrics import (
     observe_process,
     process_resource,
 )
-from clickpulse_services.common.record_span import Record, start_record_span
+from clickpulse_services.common.record_span import Record, RecordSpans
 from clickpulse_services.common.settings import ServiceSettings
 from clickpulse_services.common.span_relay import RelayProcessor, batch_processor
 
@@ -157,7 +157,7 @@ class ServerSpans:
         self.app = app
         self.provider = provider
         self.tracer = provider.get_tracer(SCOPE)
-        self.hand = hand
+        self.records = RecordSpans(provider, hand, SCOPE) if hand is not None else None
         self.clients = client_identity(settings.trusted_proxies, settings.regions)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -185,10 +185,8 @@ class ServerSpans:
             propagate.extract(headers, getter=_HEADER_GETTER) if b"traceparent" in headers else None
         )
         span = (
-            start_record_span(
-                self.provider, self.hand, SCOPE, method, parent, SpanKind.SERVER, attributes
-            )
-            if self.hand is not None
+            self.records.start(method, parent, SpanKind.SERVER, attributes)
+            if self.records is not None
             else self.tracer.start_span(method, parent, SpanKind.SERVER, attributes)
         )
         token = context.attach(trace.set_span_in_context(span, parent))
