@@ -30,6 +30,7 @@ from clickpulse_services.common.database import (
     sqlalchemy_config,
     sqlalchemy_plugin,
 )
+from clickpulse_services.common.gc_policy import settle_heap
 from clickpulse_services.common.openapi import MAX_ID, ClosedStructs, amend
 from clickpulse_services.common.rate_limits import NAMES, RateLimits
 from clickpulse_services.common.read_pool import ReadPool
@@ -154,6 +155,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Litestar) -> Any:
         await read_pool.open()
+        settle_heap()
         try:
             yield
         finally:

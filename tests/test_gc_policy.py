@@ -1,0 +1,49 @@
+"""The services' garbage-collector policy (common/gc_policy.py), in this process."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+from collections.abc import Iterator
+
+import pytest
+from clickpulse_services.common.gc_policy import YOUNG_THRESHOLD, settle_heap
+
+pytestmark = pytest.mark.no_stack
+
+
+@pytest.fixture
+def restored_gc() -> Iterator[None]:
+    thresholds = gc.get_threshold()
+    yield
+    gc.unfreeze()
+    gc.set_threshold(*thresholds)
+
+
+@pytest.mark.usefixtures("restored_gc")
+def test_what_lives_at_startup_is_frozen_and_young_collections_wait_longer() -> None:
+    gc.unfreeze()
+    started = object(), [1, 2]
+    settle_heap()
+    assert gc.get_freeze_count() > 0
+    assert gc.is_tracked(started[1])  # still there, in the permanent generation
+    assert gc.get_threshold()[0] == YOUNG_THRESHOLD
+
+
+@pytest.mark.usefixtures("restored_gc")
+def test_reference_cycles_made_after_startup_are_still_collected_on_their_own() -> None:
+    settle_heap()
+
+    class Node:
+        other: Node
+
+    first = Node()
+    first.other = first
+    gone = weakref.ref(first)
+    del first
+    assert gone() is not None  # a cycle: reference counting cannot free it
+    for _ in range(YOUNG_THRESHOLD):  # enough new objects for a young collection
+        node = Node()
+        node.other = node
+    del node
+    assert gone() is None
