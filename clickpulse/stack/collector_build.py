@@ -23,8 +23,9 @@ BINARY_NAME = "clickpulse-otelcol"
 # The Go runtime's garbage collector, as compose.yaml sets it too. With Go's default (GOGC=100)
 # the collector spent 50-53 us of CPU per span at 2,000 spans/s; with 400, 30-35 us (interleaved
 # runs of the same OTLP batches), on the two cores the services and ClickHouse share. The heap
-# may grow to 5x what is live (RSS ~230 MiB at that rate instead of ~100); GOMEMLIMIT makes the
-# collector collect harder before the memory_limiter's soft limit (768 MiB) refuses data.
+# may grow to 5x what is live (RSS peaked at ~510 MiB at 30,000 spans/s, bench section 1);
+# GOMEMLIMIT makes the collector collect harder before the memory_limiter's soft limit
+# (768 MiB) refuses data.
 GO_RUNTIME_ENV = {"GOGC": "400", "GOMEMLIMIT": "700MiB"}
 
 
