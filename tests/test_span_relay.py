@@ -3,10 +3,19 @@ projection into analytics.request_metrics reads must not change on the way."""
 
 from __future__ import annotations
 
+import os
+import time
+
 import msgspec
+import psutil
 import pytest
 from clickpulse_services.common.otlp_records import RecordEncoder
-from clickpulse_services.common.span_relay import from_record, to_record
+from clickpulse_services.common.span_relay import (
+    RELAY_NICENESS,
+    RelayProcessor,
+    from_record,
+    to_record,
+)
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.resources import Resource
@@ -138,3 +147,18 @@ def test_records_encode_to_the_sdk_encoders_exact_bytes() -> None:
     assert encoder.request(records) == expected
     assert encoder.request(records) == expected
     assert encoder.request([]) == encode_spans([]).SerializeToString() == b""
+
+
+def test_the_relay_process_runs_at_a_lower_priority_than_its_service() -> None:
+    """Export can wait; on a saturated box the kernel favours the service's requests."""
+    processor = RelayProcessor("127.0.0.1:9", Resource.create({"service.name": "relay-test"}))
+    relay = psutil.Process(processor.relay.pid)
+    try:
+        expected = min(19, os.nice(0) + RELAY_NICENESS)
+        deadline = time.monotonic() + 30  # the relay lowers itself once its imports are done
+        while relay.nice() != expected and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert relay.nice() == expected
+    finally:
+        processor.relay.kill()
+        processor.shutdown()

@@ -45,6 +45,12 @@ BATCH = 1024
 # What a service process holds while its relay is gone (restarting): as the SDK's queue did.
 MAX_BUFFERED = 65_536
 RESOURCE_ENV = "CLICKPULSE_RELAY_RESOURCE"
+# Export is work that can wait a moment (its batches go every 0.5 s): on a busy box the kernel
+# gives the relay a third of a service process's share (nice 5), and it catches up when the box
+# is less busy. It needs ~20 us of CPU a span, ~2 % of a core at 1,000 spans/s, far below even
+# that share. Bench section 2, same stack, same session: throughput with telemetry on/off
+# 0.904 and 0.863 with it, 0.825 without (0.83 and 0.842 in earlier runs).
+RELAY_NICENESS = 5
 
 Record = tuple[Any, ...]
 
@@ -239,4 +245,5 @@ if __name__ == "__main__":
     # Stopped by its service closing the pipe, never by the signals meant for the service.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.nice(RELAY_NICENESS)
     relay(sys.argv[1], json.loads(os.environ[RESOURCE_ENV]), sys.stdin.buffer)
