@@ -155,7 +155,6 @@ class ServerSpans:
         hand: Callable[[Record], None] | None = None,
     ) -> None:
         self.app = app
-        self.provider = provider
         self.tracer = provider.get_tracer(SCOPE)
         self.records = RecordSpans(provider, hand, SCOPE) if hand is not None else None
         self.clients = client_identity(settings.trusted_proxies, settings.regions)
