@@ -13,7 +13,6 @@ import httpx
 import pytest
 import yaml
 from clickpulse_load.config import load_config
-from clickpulse_load.k6 import k6_environment
 from clickpulse_load.plan import RESTOCK_TO, build_plan, seed
 from conftest import bearer, crud_url
 
@@ -240,15 +239,3 @@ def test_seeding_restocks_products_a_run_could_sell_out(
     _users, again = seed(config)
     assert low in again
     assert httpx.get(url).json()["stock"] == RESTOCK_TO
-
-
-def test_k6_runs_on_half_the_cores_unless_told(monkeypatch: pytest.MonkeyPatch) -> None:
-    """With every core, k6 cost ~15 % more CPU a request on the 2-core box (clickpulse_load.k6)."""
-    monkeypatch.delenv("GOMAXPROCS", raising=False)
-    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(4)))
-    assert k6_environment()["GOMAXPROCS"] == "2"
-    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0})
-    assert k6_environment()["GOMAXPROCS"] == "1"
-    monkeypatch.setenv("GOMAXPROCS", "3")
-    assert k6_environment()["GOMAXPROCS"] == "3"
-    assert k6_environment()["PATH"] == os.environ["PATH"]
