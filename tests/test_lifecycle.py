@@ -3,6 +3,7 @@ leaves no process behind, a busy port is named with its holder, and migrations a
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -14,7 +15,7 @@ import psutil
 import pytest
 
 from clickpulse.stack.clickhouse_client import admin_client
-from clickpulse.stack.processes import StackError, free_port
+from clickpulse.stack.processes import ManagedProcess, StackError, free_port
 from clickpulse.stack.settings import PORT_VARIABLES, REPO_ROOT, Settings
 
 # Every port the stack opens, on a free one: a port missing here would clash with this stack.
@@ -146,3 +147,32 @@ def test_without_go_the_collector_build_says_what_to_install(
     text = " ".join(result.stdout.split())
     assert "needs a Go toolchain" in text and "--compose" in text
     assert _processes_of(isolated_env["CLICKPULSE_STATE_DIR"]) == []
+
+
+@pytest.mark.no_stack
+def test_a_process_is_still_found_after_the_wall_clock_steps_and_a_recycled_pid_is_not(
+    tmp_path: Path,
+) -> None:
+    log = tmp_path / "sleeper.log"
+    sleeper = ManagedProcess(
+        "sleeper",
+        [sys.executable, "-c", "import time; time.sleep(60)"],
+        log,
+        tmp_path / "pid",
+        tmp_path,
+    )
+    proc = sleeper.start()
+    try:
+        record = json.loads(sleeper.pid_file.read_text())
+        # As the record reads once the clock has stepped 21 s (the boot time moves with it):
+        # the same process, started as many seconds after boot.
+        stepped = {**record, "create_time": record["create_time"] - 21}
+        sleeper.pid_file.write_text(json.dumps(stepped))
+        assert sleeper.running() == proc
+        # Another process that got the pid later started later by both clocks.
+        later = {k: v + 30 if k != "pid" else v for k, v in record.items()}
+        sleeper.pid_file.write_text(json.dumps(later))
+        assert sleeper.running() is None
+    finally:
+        proc.kill()
+        proc.wait(10)

@@ -41,7 +41,7 @@ class ManagedProcess:
         try:
             record = json.loads(self.pid_file.read_text())
             proc = psutil.Process(record["pid"])
-            if abs(proc.create_time() - record["create_time"]) > 1:
+            if not _same_start(proc, record):
                 return None
             if proc.status() == psutil.STATUS_ZOMBIE:
                 return None
@@ -70,7 +70,7 @@ class ManagedProcess:
                 user=self.user,
             )
         proc = psutil.Process(popen.pid)
-        self.pid_file.write_text(json.dumps({"pid": proc.pid, "create_time": proc.create_time()}))
+        self.pid_file.write_text(json.dumps({"pid": proc.pid, **_start_of(proc)}))
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
             if popen.poll() is not None:
@@ -119,6 +119,25 @@ class ManagedProcess:
         psutil.wait_procs(alive, timeout=5)
         self.pid_file.unlink(missing_ok=True)
         return True
+
+
+def _start_of(proc: psutil.Process) -> dict[str, float]:
+    """When `proc` started, on the wall clock and in seconds since boot."""
+    create_time = proc.create_time()
+    return {"create_time": create_time, "since_boot": create_time - psutil.boot_time()}
+
+
+def _same_start(proc: psutil.Process, record: dict[str, float]) -> bool:
+    """Whether `proc` is the process the pid file recorded, not a later one that got its pid.
+
+    On Linux a start time is the boot time plus the seconds since boot, and the boot time is
+    the wall clock less the uptime: when the clock is stepped (this VM's moved 21 s during a
+    session), every start time moves with it, and a stack still running looked stopped (`down`
+    left it running, `up` found its ports busy). The seconds since boot do not move there; the
+    wall clock's start time is what other platforms keep. A later process matching either is
+    not going to happen."""
+    start = _start_of(proc)
+    return any(abs(start[key] - record[key]) <= 1 for key in start if key in record)
 
 
 def _session_members(proc: psutil.Process) -> list[psutil.Process]:
