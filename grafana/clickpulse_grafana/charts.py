@@ -4,7 +4,7 @@ grid, on Grafana's dark theme."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -25,17 +25,49 @@ TEXT = "#ccccdc"
 GRID = "#2c3235"
 
 
-def time_format(span: tuple[datetime, datetime]) -> str:
-    """Tick labels as Grafana 11.6 picks them (UPlotAxisBuilder: the format of the tick
-    increment's unit, from systemDateFormats.interval), in Vega's notation, 24-hour clock.
-    Vega chooses its own ticks; about ten fit a panel, so the increment is taken as a tenth of
-    the range (a 5-minute range ticks every 30 s: HH:mm:ss, not eight "21:23" in a row)."""
-    increment = (span[1] - span[0]).total_seconds() / 10
-    if increment < 60:
+# The steps a time axis of uPlot (Grafana's time series panel) may tick by, in seconds (uPlot's
+# `timeIncrs`, src/opts.js, up to weeks): no 2-minute step, say, between 1 and 5.
+TIME_STEPS_S = (
+    *(1, 5, 10, 15, 30),
+    *(m * 60 for m in (1, 5, 10, 15, 30)),
+    *(h * 3600 for h in (1, 2, 3, 4, 6, 8, 12)),
+    *(d * 86400 for d in (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 15)),
+)
+# Grafana's x axis keeps a tick's label width plus 18 px between ticks (UPlotAxisBuilder's
+# calculateSpace); its axis font (12 px) is ~6.5 px a character.
+LABEL_GAP_PX = 18
+CHAR_PX = 6.5
+
+
+def time_axis(span: tuple[datetime, datetime], width: int, zone: str) -> dict[str, Any]:
+    """The ticks of a time axis as Grafana 11.6 lays them out at `width` px: the first of
+    uPlot's steps that leaves each label its room, on the zone's round times, labelled in that
+    step's unit (systemDateFormats.interval), in Vega's notation, 24-hour clock. Left to
+    itself, Vega ticked the full-width panel of an hour every minute, and the labels ran
+    together; the ticks are listed because this Vega fails on a `tickCount` of an interval."""
+    seconds = (span[1] - span[0]).total_seconds()
+
+    def fits(step: int) -> bool:
+        label = datetime(2026, 12, 31, 23, 59, 59).strftime(_step_format(step))
+        return step * max(width, 1) >= seconds * (len(label) * CHAR_PX + LABEL_GAP_PX)
+
+    step = next((s for s in TIME_STEPS_S if fits(s)), TIME_STEPS_S[-1])
+    start, end = (t.astimezone(ZoneInfo(zone)).replace(tzinfo=None) for t in span)
+    midnight = start.replace(hour=0, minute=0, second=0, microsecond=0)
+    tick = midnight + timedelta(seconds=-(-(start - midnight).total_seconds() // step) * step)
+    ticks = []
+    while tick <= end:
+        ticks.append(tick.isoformat())
+        tick += timedelta(seconds=step)
+    return {"format": _step_format(step), "values": ticks}
+
+
+def _step_format(step: float) -> str:
+    if step < 60:
         return "%H:%M:%S"
-    if increment <= 3600:
+    if step < 3600:
         return "%H:%M"
-    if increment <= 86400:
+    if step < 86400:
         return "%m/%d %H:%M"
     return "%m/%d"
 
@@ -106,7 +138,7 @@ def timeseries(
             x=alt.X(
                 "time:T",
                 title=f"time ({zone})",
-                axis=alt.Axis(format=time_format(span)),
+                axis=alt.Axis(**time_axis(span, width, zone)),
                 scale=alt.Scale(domain=[_local(t, zone) for t in span]),
             ),
             y=alt.Y(
