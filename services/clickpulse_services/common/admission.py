@@ -39,7 +39,7 @@ without them (30 ms waits) and ~165 with them (30/5 ms), the slowest kind of she
 
 Why a wait is not cut short when the queue ahead looks too long to clear by its deadline
 (tried: shed at once when waiters ahead x the mean time a slot is held / `limit` passes the
-deadline; not kept): at 800 req/s, 9 runs interleaved with the code as it is, the shed answers'
+deadline; not kept): at 800 req/s, 9 pairs of runs interleaved with the code as it is, the shed answers'
 spans took p50 0.1 ms against 26 and p99 57-65 ms against 72-100, but at the client the shed
 p99 was no better (median 164 against 145 ms; runs 103-248 against 115-166) nor the goodput
 (median 565 against 594 req/s); at 400-425 req/s the errors were within the spread. Shedding
