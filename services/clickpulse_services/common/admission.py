@@ -37,14 +37,14 @@ The urgent calls, at 776 req/s with 100/20 ms waits both: shed p99 at the client
 without them (30 ms waits) and ~165 with them (30/5 ms), the slowest kind of shed answer (p99
 200-330 ms).
 
-Why a wait is not cut short when the queue ahead looks too long to clear by its deadline
-(tried: shed at once when waiters ahead x the mean time a slot is held / `limit` passes the
-deadline; not kept): at 800 req/s, 9 pairs of runs interleaved with the code as it is, the shed answers'
-spans took p50 0.1 ms against 26 and p99 57-65 ms against 72-100, but at the client the shed
-p99 was no better (median 164 against 145 ms; runs 103-248 against 115-166) nor the goodput
-(median 565 against 594 req/s); at 400-425 req/s the errors were within the spread. Shedding
-at half the deadline got the spans' p99 to 45-54 ms and lost a fifth of the goodput (2 runs).
-At overload on this box the client's wait is k6's and the kernel's, not the queue's.
+Why a wait is not cut short when the queue ahead looks too long to clear by its deadline (tried:
+shed at once when waiters ahead x the mean time a slot is held / `limit` passes the deadline; not
+kept): at 800 req/s, 9 pairs of runs interleaved with the code as it is, the shed answers' spans
+took p50 0.1 ms against 26 and p99 57-65 ms against 72-100, but at the client the shed p99 was no
+better (median 164 against 145 ms; runs 103-248 against 115-166) nor the goodput (median 565
+against 594 req/s); at 400-425 req/s the errors were within the spread. Shedding at half the
+deadline got the spans' p99 to 45-54 ms and lost a fifth of the goodput (2 runs). At overload on
+this box the client's wait is k6's and the kernel's, not the queue's.
 
 The middleware sits inside the server-span middleware: a shed request is a span like any other
 (status 503, its route, and `app.shed.reason`).
