@@ -176,23 +176,3 @@ def test_a_process_is_still_found_after_the_wall_clock_steps_and_a_recycled_pid_
     finally:
         proc.kill()
         proc.wait(10)
-
-
-def test_the_stack_clickhouse_runs_below_the_services_priority_in_every_thread(
-    settings: Settings, _stack_checked: None
-) -> None:
-    """Its inserts and merges can wait on a saturated box; the requests cannot."""
-    from clickpulse.stack.clickhouse_server import NICENESS
-
-    record = json.loads((settings.run_dir / "clickhouse.pid").read_text())
-    server = psutil.Process(record["pid"])
-    # /proc/<pid>/task/<tid>/stat: the thread's name in parentheses, its nice value 17 fields on.
-    nice: dict[str, set[int]] = {}
-    for task in Path(f"/proc/{server.pid}/task").iterdir():
-        head, tail = (task / "stat").read_text().rsplit(")", 1)
-        nice.setdefault(head.split("(", 1)[1], set()).add(int(tail.split()[16]))
-    # ClickHouse raises its MemoryWorker itself (to -20 here, as root), on purpose.
-    nice.pop("MemoryWorker", None)
-    assert len(nice) > 5
-    expected = min(19, psutil.Process().nice() + NICENESS)
-    assert set().union(*nice.values()) == {expected}, nice

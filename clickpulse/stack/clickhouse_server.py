@@ -143,17 +143,7 @@ def serve(
     return 0
 
 
-# The analytics half waits; the requests do not. On a saturated box (the mix at 2x capacity)
-# the kernel gives ClickHouse a tenth of a service process's share (nice 10), and its inserts
-# and merges catch up when the box is less busy. 13 pairs of runs at 800 req/s, interleaved
-# (`renice` of every thread): goodput median 592 against 566 req/s, shed p99 at the client 145
-# against 226 ms, answered p99 better in 8 of the 13; ingest lag (p99 ~2.8 s) and 0 missing
-# unchanged. Every thread inherits it from the main thread, which lowers itself first.
-NICENESS = 10
-
-
 def main() -> None:
-    os.nice(NICENESS)
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--listen-host", default="127.0.0.1")
