@@ -4,6 +4,7 @@ grid, on Grafana's dark theme."""
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -54,7 +55,7 @@ def time_axis(span: tuple[datetime, datetime], width: int, zone: str) -> dict[st
     step = next((s for s in TIME_STEPS_S if fits(s)), TIME_STEPS_S[-1])
     start, end = (t.astimezone(ZoneInfo(zone)).replace(tzinfo=None) for t in span)
     midnight = start.replace(hour=0, minute=0, second=0, microsecond=0)
-    tick = midnight + timedelta(seconds=-(-(start - midnight).total_seconds() // step) * step)
+    tick = midnight + timedelta(seconds=math.ceil((start - midnight).total_seconds() / step) * step)
     ticks = []
     while tick <= end:
         ticks.append(tick.isoformat())
