@@ -13,6 +13,7 @@ import httpx
 import pytest
 import yaml
 from clickpulse_load.config import load_config
+from clickpulse_load.k6 import K6_GOGC, k6_environment
 from clickpulse_load.plan import RESTOCK_TO, build_plan, seed
 from conftest import bearer, crud_url
 
@@ -216,6 +217,17 @@ def test_vus_follow_the_rate_and_the_latency_margin_not_the_think_time() -> None
         product_ids=[1],
     )
     assert thinking["pre_allocated_vus"] == plan["pre_allocated_vus"]
+
+
+@pytest.mark.no_stack
+def test_k6_collects_garbage_less_often_unless_told(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GOGC", raising=False)
+    monkeypatch.setenv("CLICKPULSE_PROBE", "kept")
+    environment = k6_environment()
+    assert environment["GOGC"] == K6_GOGC != "100"
+    assert environment["CLICKPULSE_PROBE"] == "kept"
+    monkeypatch.setenv("GOGC", "150")
+    assert k6_environment()["GOGC"] == "150"
 
 
 def test_base_urls_default_to_the_local_stack_ports(monkeypatch: pytest.MonkeyPatch) -> None:

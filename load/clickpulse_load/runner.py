@@ -34,7 +34,7 @@ from rich.table import Table
 
 from clickpulse_load.audit import Audit, audit_run
 from clickpulse_load.config import DEFAULT_CONFIG, ConfigError, LoadConfig, load_config
-from clickpulse_load.k6 import k6_binary
+from clickpulse_load.k6 import k6_binary, k6_environment
 from clickpulse_load.plan import build_plan, seed
 
 SCENARIO = Path(__file__).resolve().parent.parent / "scenario.js"
@@ -168,12 +168,14 @@ def run_k6(plan: dict[str, Any], workdir: Path, *, quiet: bool = False) -> K6Res
     if quiet:
         argv.insert(2, "--quiet")
         with (workdir / "k6.log").open("wb") as log:
-            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+            proc = subprocess.Popen(
+                argv, stdout=log, stderr=subprocess.STDOUT, env=k6_environment()
+            )
     else:
         # k6 redraws its progress bar every second: in a log file or a pipe that is a flood.
         if not sys.stdout.isatty():
             argv.insert(2, "--quiet")
-        proc = subprocess.Popen(argv)
+        proc = subprocess.Popen(argv, env=k6_environment())
     try:
         code = proc.wait()
     except KeyboardInterrupt:
