@@ -1,8 +1,11 @@
 """The capacity benchmark's pure parts: when a load run holds its rate, which rate the search
-probes next, and what the doc says about it. No process is started."""
+probes next, and what the doc says about it. No stack is needed."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -10,8 +13,9 @@ from typing import Any
 import pytest
 from clickpulse_bench import budget, report
 from clickpulse_bench.capacity import Target, capacity_row, plan_for, render
+from clickpulse_bench.common import free_port
 from clickpulse_bench.rate_search import RateSearch, shortfalls
-from clickpulse_bench.servers import ServicePair
+from clickpulse_bench.servers import ServerDidNotStart, ServicePair, wait_healthy
 
 pytestmark = pytest.mark.no_stack
 
@@ -250,3 +254,17 @@ def test_the_budget_estimate_divides_the_usable_cores_by_the_cost_per_request() 
     assert budget.estimate(rows, 2, k6_elsewhere=False) == 566
     assert budget.estimate(rows, 2, k6_elsewhere=True) == 772
     assert budget.estimate(rows, 8, k6_elsewhere=True) == 3090
+
+
+def test_a_bench_server_that_exits_fails_at_once_saying_why(tmp_path: Path) -> None:
+    """An old checkout's service that cannot import its app (a dependency this venv lacks)
+    fails its start with the log's last line, not after 20 s of polling."""
+    log = tmp_path / "server.log"
+    with log.open("wb") as output:
+        server = subprocess.Popen(
+            [sys.executable, "-c", "import no_such_module_here"], stdout=output, stderr=output
+        )
+    started = time.monotonic()
+    with pytest.raises(ServerDidNotStart, match="No module named 'no_such_module_here'"):
+        wait_healthy(f"http://127.0.0.1:{free_port()}", server=server, log=log)
+    assert time.monotonic() - started < 10

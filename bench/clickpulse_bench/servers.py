@@ -139,15 +139,35 @@ def start_uvicorn(
             output.close()
 
 
-def wait_healthy(url: str, tries: int = 100) -> None:
+class ServerDidNotStart(RuntimeError):
+    """A bench server never answered its health check."""
+
+
+def wait_healthy(
+    url: str,
+    tries: int = 100,
+    server: subprocess.Popen[bytes] | None = None,
+    log: Path | None = None,
+) -> None:
+    """Polls `url`/health; a `server` that exits meanwhile fails at once, with the last line of
+    its `log` (an old checkout's import error, say)."""
     for _ in range(tries):
         try:
             if httpx.get(url + "/health", timeout=1).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
+        if server is not None and server.poll() is not None:
+            raise ServerDidNotStart(f"{url} exited with {server.returncode}{_last_line(log)}")
         time.sleep(0.2)
-    raise RuntimeError(f"{url} did not become healthy")
+    raise ServerDidNotStart(f"{url} did not become healthy{_last_line(log)}")
+
+
+def _last_line(log: Path | None) -> str:
+    if log is None or not log.exists():
+        return ""
+    lines = log.read_text(errors="replace").strip().splitlines()
+    return f": {lines[-1]} ({log})" if lines else ""
 
 
 def stop(server: subprocess.Popen[bytes]) -> None:
@@ -178,27 +198,22 @@ def service_pair(
     env = {**os.environ, **settings.service_env()}
     logs = settings.logs_dir
     logs.mkdir(parents=True, exist_ok=True)
+    crud_log = logs / f"bench-{checkout.slug}-crud-api.log"
+    shop_log = logs / f"bench-{checkout.slug}-ecommerce-api.log"
     servers = [
-        start_uvicorn(
-            checkout,
-            CRUD_APP,
-            host,
-            crud_port,
-            env,
-            log=logs / f"bench-{checkout.slug}-crud-api.log",
-        ),
+        start_uvicorn(checkout, CRUD_APP, host, crud_port, env, log=crud_log),
         start_uvicorn(
             checkout,
             SHOP_APP,
             host,
             shop_port,
             {**env, "CLICKPULSE_CRUD_API_URL": crud_url},
-            log=logs / f"bench-{checkout.slug}-ecommerce-api.log",
+            log=shop_log,
         ),
     ]
     try:
-        wait_healthy(crud_url)
-        wait_healthy(shop_url)
+        wait_healthy(crud_url, server=servers[0], log=crud_log)
+        wait_healthy(shop_url, server=servers[1], log=shop_log)
         yield ServicePair(crud_url, shop_url)
     finally:
         for server in servers:
