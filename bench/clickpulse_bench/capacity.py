@@ -349,7 +349,8 @@ def bench_capacity(
                     except ServerDidNotStart as exc:
                         # A fresh venv holds this code's dependencies, not the old code's (its
                         # shop imported opentelemetry-instrumentation-httpx, since dropped).
-                        old_target.note = f"not measured: {exc}"
+                        console.print(f"  [yellow]{exc}[/yellow]")
+                        old_target.note = f"not measured: its services do not start ({exc.why})"
                     if old_target.note:
                         old_target.search.max_probes = 0
                     targets += [old_target, new_target]

@@ -140,7 +140,11 @@ def start_uvicorn(
 
 
 class ServerDidNotStart(RuntimeError):
-    """A bench server never answered its health check."""
+    """A bench server never answered its health check; `why` is the last line of its log."""
+
+    def __init__(self, message: str, why: str) -> None:
+        super().__init__(message + (f": {why}" if why else ""))
+        self.why = why
 
 
 def wait_healthy(
@@ -158,16 +162,18 @@ def wait_healthy(
         except httpx.HTTPError:
             pass
         if server is not None and server.poll() is not None:
-            raise ServerDidNotStart(f"{url} exited with {server.returncode}{_last_line(log)}")
+            raise ServerDidNotStart(
+                f"{url} exited with {server.returncode} (log: {log})", _last_line(log)
+            )
         time.sleep(0.2)
-    raise ServerDidNotStart(f"{url} did not become healthy{_last_line(log)}")
+    raise ServerDidNotStart(f"{url} did not become healthy (log: {log})", _last_line(log))
 
 
 def _last_line(log: Path | None) -> str:
     if log is None or not log.exists():
         return ""
     lines = log.read_text(errors="replace").strip().splitlines()
-    return f": {lines[-1]} ({log})" if lines else ""
+    return lines[-1] if lines else ""
 
 
 def stop(server: subprocess.Popen[bytes]) -> None:
