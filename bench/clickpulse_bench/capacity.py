@@ -339,6 +339,8 @@ def bench_capacity(
                 restart_stack_services(settings, 1)
                 with contextlib.ExitStack() as running:
                     new_target = Target(new_label, 1, stack_pair(settings), new_search())
+                    # The new pair stands in until the old one starts: a target that is not
+                    # measured is never probed.
                     old_target = Target(old.label, 1, new_target.pair, new_search())
                     try:
                         old_target.pair = running.enter_context(
