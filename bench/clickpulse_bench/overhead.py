@@ -17,6 +17,7 @@ from typing import Any
 
 import psutil
 from clickpulse_load.config import load_config
+from clickpulse_load.k6 import k6_environment
 from clickpulse_load.plan import seed
 
 from clickpulse.stack.settings import Settings
@@ -68,6 +69,7 @@ def _probe(
             ],
             check=True,
             capture_output=True,
+            env=k6_environment(),
         )
         metrics = json.loads(summary.read_text())["metrics"]
     refused = metrics["http_req_failed"]["values"]["rate"]
