@@ -17,11 +17,10 @@ from typing import Any
 
 import psutil
 from clickpulse_load.config import load_config
-from clickpulse_load.k6 import k6_environment
 from clickpulse_load.plan import seed
 
 from clickpulse.stack.settings import Settings
-from clickpulse_bench.common import BENCH_DIR, console, free_port, k6_binary
+from clickpulse_bench.common import BENCH_DIR, console, free_port, k6_binary, k6_environment
 from clickpulse_bench.report import md_table
 from clickpulse_bench.servers import CRUD_APP, CURRENT, Checkout, start_uvicorn, stop, wait_healthy
 from clickpulse_bench.span_cost import bench_span_cost
