@@ -21,8 +21,8 @@ deadline then) against 32 without gave answered p95 ~95 ms against ~190 (6 runs 
 req/s at 650).
 
 Why a burst may wait 150 ms and the queue must stay non-empty 500 ms to count as standing, while
-a standing queue's wait stays 20 ms: on this box a service process is not only ever busy, it is
-also descheduled. At 1,000 req/s of the mixed scenario the 2 cores are ~70 % busy (CRUD API 40 %
+a standing queue's wait stays 20 ms: on this box a service process is at times descheduled, not
+only busy. At 1,000 req/s of the mixed scenario the 2 cores are ~70 % busy (CRUD API 40 %
 of a core, shop 37 %, k6 37 %, PostgreSQL 13 %, ClickHouse 7 % in bursts of 20-60 %), and the
 CRUD API stops for 15-60 ms at a time, in clusters of 100-200 ms: a watchdog thread in the process
 found the loop's heartbeat stale and itself not run meanwhile, while an idle probe process and
