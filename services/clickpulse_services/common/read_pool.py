@@ -126,7 +126,7 @@ class ReadPool:
             raise ReadPoolTimeout from exc
         except Exception as exc:
             if lost_connection(exc):
-                pool.expire_connections()
+                await pool.expire_connections()
             raise
         try:
             rows: Sequence[Any] = await connection.fetch(
@@ -142,11 +142,11 @@ class ReadPool:
                 or connection.is_closed()
                 or isinstance(exc, asyncpg.InternalClientError)
             ):
-                pool.expire_connections()
+                await pool.expire_connections()
                 raise ConnectionError(f"the database connection was lost: {exc}") from exc
             raise
         finally:
             try:
                 await pool.release(connection)
             except Exception:  # a broken connection: asyncpg has terminated it
-                pool.expire_connections()
+                await pool.expire_connections()
