@@ -5,7 +5,11 @@ encoder, which builds one protobuf object per span, attribute and value before s
 64 us of CPU a span (bench section 2), more than the request path's own telemetry (29 us),
 on the same 2 cores as the services. Here each record becomes the protobuf wire bytes directly,
 and an attribute that repeats (the route, the method, the status, the region, the user agent:
-most of them) is encoded once and then looked up.
+most of them) is encoded once and then looked up. A span's fixed fields are packed in one
+`b"".join` (the kind and both timestamps in one `struct` call) rather than a list grown piece
+by piece: a batch of 2,048 `GET /products/{id}` spans of 15 attributes took 2.3 us a span to
+encode, 4.3 before; on the loaded box (bench section 2's probes) the relay's whole CPU a span
+went from 8.4 to 6.4 us (3 probes each).
 
 The bytes are exactly those of the SDK's encoder for the same spans, field for field and in
 the same order (tests/test_span_relay.py compares them), so what the collector and the
@@ -30,6 +34,9 @@ Record = Sequence[Any]
 _FIXED64 = Struct("<Q")
 _FIXED32 = Struct("<I")
 _DOUBLE = Struct("<d")
+# Span.kind (6, varint), start_time_unix_nano (7, fixed64), end_time_unix_nano (8, fixed64):
+# tag, kind + 1 (< 0x80), tag, start, tag, end.
+_TIMES = Struct("<BBBQBQ")
 _SMALL = [bytes((n,)) for n in range(0x80)]
 _INT64 = (1 << 64) - 1
 # Span.flags: the parent's is-remote bit is known (the SDK encoder always says so).
@@ -88,26 +95,34 @@ class RecordEncoder:
     """Encodes batches of relay records for one resource (the service process's)."""
 
     def __init__(self, resource_attributes: Mapping[str, Any]) -> None:
-        self._pairs: dict[tuple[str, Any, type], bytes] = {}
+        # Encoded KeyValue fields by (key, value), one cache per value type: True and 1 are
+        # equal and hash alike, and a (key, value, type) key cost a tuple of three per pair.
+        self._pairs: dict[type, dict[tuple[str, Any], bytes]] = {
+            str: {},
+            int: {},
+            float: {},
+            bool: {},
+        }
+        # Span names and their field bytes: a few dozen routes.
+        self._names: dict[str, bytes] = {}
         # Resource: attributes = 1; ResourceSpans.resource = 1.
         self._resource = _field(b"\x0a", self._attributes(b"\x0a", resource_attributes))
 
     def _attributes(self, tag: bytes, attributes: Mapping[str, Any]) -> bytes:
-        pairs = self._pairs
+        caches = self._pairs
         parts = []
-        for key, value in attributes.items():
-            if isinstance(value, str | int | float):  # bool is an int; lists are not hashable
-                # A value's type is part of the key: True and 1 are equal, and hash alike.
-                cache_key = (key, value, type(value))
-                encoded = pairs.get(cache_key)
-                if encoded is None:
-                    encoded = _field(tag, key_value(key, value))
-                    if len(pairs) >= _CACHE_LIMIT:
-                        pairs.clear()
-                    pairs[cache_key] = encoded
-                parts.append(encoded)
-            else:
-                parts.append(_field(tag, key_value(key, value)))
+        for pair in attributes.items():
+            cache = caches.get(type(pair[1]))  # None for lists (not hashable)
+            if cache is None:
+                parts.append(_field(tag, key_value(*pair)))
+                continue
+            encoded = cache.get(pair)
+            if encoded is None:
+                encoded = _field(tag, key_value(*pair))
+                if len(cache) >= _CACHE_LIMIT:
+                    cache.clear()
+                cache[pair] = encoded
+            parts.append(encoded)
         return b"".join(parts)
 
     def span(self, record: Record) -> bytes:
@@ -128,41 +143,66 @@ class RecordEncoder:
             status_description,
             events,
         ) = record
-        parts = [b"\x0a\x10", trace_id, b"\x12\x08", span_id.to_bytes(8, "big")]
-        if parent_id is not None:
-            parts += (b"\x22\x08", parent_id.to_bytes(8, "big"))
-        if name:
-            parts.append(_field(b"\x2a", name.encode()))
-        # OTLP's SpanKind counts from UNSPECIFIED = 0; the API's from INTERNAL = 0.
-        parts += (b"\x30", _varint(kind + 1), b"\x39", _FIXED64.pack(start))
-        parts += (b"\x41", _FIXED64.pack(end), self._attributes(b"\x4a", attributes))
-        for event_name, timestamp, event_attributes in events:
-            event = [b"\x09", _FIXED64.pack(timestamp)]
-            if event_name:
-                event.append(_field(b"\x12", event_name.encode()))
-            event.append(self._attributes(b"\x1a", event_attributes))
-            parts.append(_field(b"\x5a", b"".join(event)))
+        named = self._names.get(name)
+        if named is None:
+            named = self._names[name] = _field(b"\x2a", name.encode()) if name else b""
+        if events:
+            encoded_events = []
+            for event_name, timestamp, event_attributes in events:
+                event = [b"\x09", _FIXED64.pack(timestamp)]
+                if event_name:
+                    event.append(_field(b"\x12", event_name.encode()))
+                event.append(self._attributes(b"\x1a", event_attributes))
+                encoded_events.append(_field(b"\x5a", b"".join(event)))
+            encoded_attributes = self._attributes(b"\x4a", attributes) + b"".join(encoded_events)
+        else:
+            encoded_attributes = self._attributes(b"\x4a", attributes)
         # Status (15): message = 2, code = 3; always present, as the SDK encoder writes it.
-        status = _field(b"\x12", status_description.encode()) if status_description else b""
-        if status_code:
-            status += b"\x18" + _varint(status_code)
-        parts += (_field(b"\x7a", status), b"\x85\x01")
-        parts.append(_FLAGS_REMOTE if parent_id is not None and parent_remote else _FLAGS_LOCAL)
-        return b"".join(parts)
+        if status_description or status_code:
+            status = _field(b"\x12", status_description.encode()) if status_description else b""
+            if status_code:
+                status += b"\x18" + _varint(status_code)
+            status = _field(b"\x7a", status)
+        else:
+            status = b"\x7a\x00"
+        return b"".join(
+            (
+                b"\x0a\x10",
+                trace_id,
+                b"\x12\x08",
+                span_id.to_bytes(8, "big"),
+                b"" if parent_id is None else b"\x22\x08" + parent_id.to_bytes(8, "big"),
+                named,
+                # OTLP's SpanKind counts from UNSPECIFIED = 0; the API's from INTERNAL = 0.
+                _TIMES.pack(0x30, kind + 1, 0x39, start, 0x41, end),
+                encoded_attributes,
+                status,
+                b"\x85\x01",  # Span.flags (16, fixed32)
+                _FLAGS_REMOTE if parent_id is not None and parent_remote else _FLAGS_LOCAL,
+            )
+        )
 
     def request(self, records: Iterable[Record]) -> bytes:
         """ExportTraceServiceRequest: the spans grouped by scope, in order of first appearance."""
         scopes: dict[tuple[str, str | None], list[bytes]] = {}
+        scope_key: tuple[str, str | None] | None = None
+        spans: list[bytes] = []
         for record in records:
-            spans = scopes.setdefault((record[0], record[1]), [])
-            spans.append(_field(b"\x12", self.span(record)))
+            if (record[0], record[1]) != scope_key:  # nearly every record has the last one's
+                scope_key = (record[0], record[1])
+                spans = scopes.setdefault(scope_key, [])
+            span = self.span(record)
+            size = len(span)
+            spans.append(
+                (b"\x12" + _SMALL[size] if size < 0x80 else b"\x12" + _varint(size)) + span
+            )
         scope_spans = []
-        for (scope_name, scope_version), spans in scopes.items():
+        for (scope_name, scope_version), encoded in scopes.items():
             # InstrumentationScope: name = 1, version = 2; ScopeSpans: scope = 1, spans = 2.
             scope = _field(b"\x0a", scope_name.encode()) if scope_name else b""
             if scope_version:
                 scope += _field(b"\x12", scope_version.encode())
-            scope_spans.append(_field(b"\x12", _field(b"\x0a", scope) + b"".join(spans)))
+            scope_spans.append(_field(b"\x12", _field(b"\x0a", scope) + b"".join(encoded)))
         resource_spans = _field(b"\x0a", self._resource + b"".join(scope_spans))
         return resource_spans if scopes else b""
 
