@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -15,8 +16,10 @@ import pytest
 from clickpulse.monitoring.clickhouse_query import ClickHouseQuery
 from clickpulse.monitoring.pipeline_health import (
     CLICKHOUSE_SQL,
+    FRESHNESS_SQL,
     POSTGRES_SQL,
     clickhouse_line,
+    freshness_lines,
     postgres_line,
 )
 from clickpulse.stack.settings import REPO_ROOT, Settings
@@ -62,10 +65,11 @@ def test_status_shows_the_pipeline_beyond_liveness() -> None:
 
 
 def test_no_recent_health_sample_says_so_instead_of_an_age_from_1970(
-    settings: Settings,
+    settings: Settings, some_requests: int, wait_for: Callable[..., Any]
 ) -> None:
-    """Right after `nox -s up` the monitor has not sampled yet: an aggregate over no rows is one
-    row of defaults, which once read as "unreachable (1796006696 s ago)"."""
+    """Right after `nox -s up` the monitor has not sampled yet and no request has landed: an
+    aggregate over no rows is one row of defaults, which once read as "unreachable (1796006696
+    s ago)" and "ingested 1,796,090,097 s ago (request at 00:00:00)"."""
     query = ClickHouseQuery(settings)
 
     def none_recent(sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
@@ -75,9 +79,18 @@ def test_no_recent_health_sample_says_so_instead_of_an_age_from_1970(
     assert "INTERVAL 10 MINUTE" in POSTGRES_SQL and "INTERVAL 10 MINUTE" in CLICKHOUSE_SQL
     assert postgres_line(none_recent).value == "no sample from the monitor in the last 10 minutes"
     assert clickhouse_line(none_recent).value == "no health sample in the last 10 minutes"
+
+    def no_request(sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+        # The same SQL, looking for requests newer than a minute from now: none exist.
+        return query(sql.replace("now() - INTERVAL 1 DAY", "now() + INTERVAL 1 MINUTE"))
+
+    assert "now() - INTERVAL 1 DAY" in FRESHNESS_SQL
+    assert freshness_lines(no_request)[0].value == "none in the last day"
     # And with the samples there, the same lines give their figures.
     assert "sessions of" in postgres_line(query).value
     assert "active parts" in clickhouse_line(query).value
+    newest = wait_for(lambda: freshness_lines(query)[0].value.startswith("ingested "))
+    assert newest, freshness_lines(query)
 
 
 def test_up_is_idempotent() -> None:

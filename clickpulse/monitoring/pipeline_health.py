@@ -21,7 +21,8 @@ Level = Literal["ok", "warn", "bad", "unknown"]
 
 FRESHNESS_SQL = """
 SELECT dateDiff('millisecond', max(ingested_at), now64(3)) / 1000 AS ingested_ago,
-       max(timestamp) AS newest_request
+       max(timestamp) AS newest_request,
+       count() AS requests
 FROM analytics.request_metrics
 WHERE timestamp >= now() - INTERVAL 1 DAY"""
 
@@ -87,7 +88,8 @@ def queue_line(settings: Settings) -> Line:
 def freshness_lines(query: ClickHouseQuery) -> list[Line]:
     fresh = _row(query, FRESHNESS_SQL)
     lines = []
-    if fresh.get("newest_request") is None or fresh.get("ingested_ago") is None:
+    # Over no rows max() is 1970, not NULL: a fresh stack read "ingested 1,796,090,097 s ago".
+    if not fresh.get("requests"):
         lines.append(Line("newest request row", "none in the last day", "unknown"))
     else:
         ago = float(fresh["ingested_ago"])
