@@ -103,7 +103,7 @@ class RecordEncoder:
             float: {},
             bool: {},
         }
-        # Span names and their field bytes: a few dozen routes.
+        # Span names and their field bytes: a few dozen routes and methods.
         self._names: dict[str, bytes] = {}
         # Resource: attributes = 1; ResourceSpans.resource = 1.
         self._resource = _field(b"\x0a", self._attributes(b"\x0a", resource_attributes))
@@ -143,9 +143,12 @@ class RecordEncoder:
             status_description,
             events,
         ) = record
-        named = self._names.get(name)
+        names = self._names
+        named = names.get(name)
         if named is None:
-            named = self._names[name] = _field(b"\x2a", name.encode()) if name else b""
+            if len(names) >= _CACHE_LIMIT:
+                names.clear()
+            named = names[name] = _field(b"\x2a", name.encode()) if name else b""
         if events:
             encoded_events = []
             for event_name, timestamp, event_attributes in events:
