@@ -11,6 +11,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -75,7 +76,8 @@ def test_rules_are_written_against_the_windows_end_and_survive_provisioning() ->
         assert r.uid.startswith("clickpulse-")
         # Evaluated at an earlier moment, a rule must mean that moment: no wall clock.
         assert not re.search(r"\b(now|today|now64)\s*\(", r.sql, re.I), r.uid
-        assert "$__timeFilter" in r.sql or r.on_error == "alerting", r.uid
+        bounded = "$__timeFilter" in r.sql or "<= $__toTime" in r.sql
+        assert bounded or r.on_error == "alerting", r.uid
         expanded = rule_sql(r, time.time())
         assert "$" not in expanded, (r.uid, expanded)
         # Grafana's file provisioning replaces $VAR and ${VAR} in annotations.
@@ -242,3 +244,25 @@ def test_a_share_of_server_errors_is_pending_then_firing_in_nox_alerts(
         code, later = result
         assert later is not None and later["state"] == "firing", later
     assert code == 1
+
+
+def test_a_collector_that_never_reported_is_no_alert_but_a_long_silence_is(
+    reader: Client, wait_for: Callable[..., Any]
+) -> None:
+    """A fresh stack's collector reports itself ~12 s after it starts: until then the rule has
+    no row (it once read max() of no rows as 1970, and every fresh `nox -s up` showed it
+    firing). A collector silent for longer than the rule's window still breaches."""
+    silent = rule("clickpulse-collector-silent")
+    assert "'clickpulse-otelcol'" in silent.sql
+    never = replace(silent, sql=silent.sql.replace("'clickpulse-otelcol'", "'never-started'"))
+    assert _value(never, reader) == {}
+    assert wait_for(lambda: _value(silent, reader), timeout=30)
+
+    def query(text: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+        result = reader.query(text)
+        return list(result.column_names), [tuple(x) for x in result.result_rows]
+
+    # An hour from now, evaluated as the evaluator asks a moment: the newest report is an hour
+    # old, past the 300 s window.
+    later = observe(silent, query, time.time() + 3600)
+    assert later[()] >= 3600 - 60 and silent.breaches(later[()]), later

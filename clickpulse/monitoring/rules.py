@@ -103,11 +103,16 @@ RULES: tuple[Rule, ...] = (
         uid="clickpulse-collector-silent",
         title="Collector unreachable",
         group=INGEST,
-        # The collector reports itself every 10 s; 40 s of silence is four missed reports.
+        # The collector reports itself every 10 s; 40 s of silence is four missed reports. Its
+        # newest report up to the window's end, not only within the window: a collector silent
+        # for longer than the window still alerts, and one that has never reported (the first
+        # ~12 s of a fresh stack) is no row. Over the window alone, max() of no rows read 1970,
+        # and every fresh `nox -s up` showed this alert firing.
         sql=f"""
 SELECT toFloat64(dateDiff('second', max(TimeUnix), $__toTime)) AS value
 FROM otel.otel_metrics_gauge
-WHERE $__timeFilter(TimeUnix) AND {COLLECTOR} AND MetricName = 'otelcol_process_memory_rss'""",
+WHERE TimeUnix <= $__toTime AND {COLLECTOR} AND MetricName = 'otelcol_process_memory_rss'
+HAVING count() > 0""",
         window_s=300,
         condition=">",
         threshold=40,
