@@ -104,12 +104,16 @@ def test_every_rules_sql_runs_as_the_analyst_with_labels_then_a_value(
         assert isinstance(value, float)
 
 
-def _value(r: Rule, reader: Client) -> dict[tuple[tuple[str, str], ...], float]:
+def _value(
+    r: Rule, reader: Client, at: float | None = None
+) -> dict[tuple[tuple[str, str], ...], float]:
+    """What the rule says at `at` (now by default), as the evaluator asks it."""
+
     def query(text: str) -> tuple[list[str], list[tuple[Any, ...]]]:
         result = reader.query(text)
         return list(result.column_names), [tuple(x) for x in result.result_rows]
 
-    return observe(r, query, time.time())
+    return observe(r, query, time.time() if at is None else at)
 
 
 def test_the_pipeline_rules_see_a_healthy_pipeline(
@@ -257,12 +261,6 @@ def test_a_collector_that_never_reported_is_no_alert_but_a_long_silence_is(
     never = replace(silent, sql=silent.sql.replace("'clickpulse-otelcol'", "'never-started'"))
     assert _value(never, reader) == {}
     assert wait_for(lambda: _value(silent, reader), timeout=30)
-
-    def query(text: str) -> tuple[list[str], list[tuple[Any, ...]]]:
-        result = reader.query(text)
-        return list(result.column_names), [tuple(x) for x in result.result_rows]
-
-    # An hour from now, evaluated as the evaluator asks a moment: the newest report is an hour
-    # old, past the 300 s window.
-    later = observe(silent, query, time.time() + 3600)
+    # An hour from now: the newest report is an hour old, past the 300 s window.
+    later = _value(silent, reader, time.time() + 3600)
     assert later[()] >= 3600 - 60 and silent.breaches(later[()]), later
