@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
@@ -14,8 +15,12 @@ import pytest
 from clickpulse_services.common.database import EXCEPTION_HANDLERS
 from clickpulse_services.common.read_pool import ReadPool, ReadPoolTimeout, Statement
 from clickpulse_services.crud.reads import PRODUCT_BY_ID, PRODUCT_PAGES, Reads
+from clickpulse_services.shop.carts import Carts
+from conftest import new_user
+from litestar.exceptions import NotFoundException
 from opentelemetry.sdk.trace import TracerProvider
 from sqlalchemy import bindparam, literal_column, select, text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from clickpulse.stack.processes import free_port
 from clickpulse.stack.settings import Settings
@@ -153,3 +158,45 @@ def test_after_postgresql_ends_every_connection_reads_fail_503_then_recover(
 
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+def test_a_cart_add_is_one_statement_that_answers_the_whole_cart(settings: Settings) -> None:
+    """`Carts.add` (shop/carts.py): the upsert and the cart read after it in one statement on
+    the pool. A second add of a product raises its line, the other lines come along, and a
+    foreign key tells a user who is gone (None) from a product that is gone (404)."""
+    user, _ = new_user(settings)
+
+    async def run() -> tuple[Any, ...]:
+        pool = ReadPool(settings.postgres_dsn, 2, 1)
+        await pool.open()
+        engine = create_async_engine(settings.postgres_dsn)  # Carts' other writes; unused here
+        carts = Carts(engine, pool)
+        try:
+            products = await pool.fetch(
+                Statement.of(text("SELECT id FROM products ORDER BY id LIMIT 2"))
+            )
+            a, b = (row[0] for row in products)
+            first = await carts.add(user["id"], b, 2, Decimal("3.50"))
+            second = await carts.add(user["id"], a, 1, Decimal("1.25"))
+            third = await carts.add(user["id"], b, 1, Decimal("4.00"))
+            gone_user = await carts.add(987_654_321, a, 1, Decimal("1.00"))
+            try:
+                await carts.add(user["id"], 987_654_321, 1, Decimal("1.00"))
+                gone_product: Exception | None = None
+            except NotFoundException as exc:
+                gone_product = exc
+            return a, b, first, second, third, gone_user, gone_product
+        finally:
+            await pool.close()
+            await engine.dispose()
+
+    a, b, first, second, third, gone_user, gone_product = asyncio.run(run())
+    assert [(line.product_id, line.quantity) for line in first.items] == [(b, 2)]
+    assert sorted((line.product_id, line.quantity) for line in second.items) == [(a, 1), (b, 2)]
+    # The line of b keeps its id and place, takes the new price, and the total follows.
+    assert [(line.product_id, line.quantity) for line in third.items] == [
+        (line.product_id, 3 if line.product_id == b else 1) for line in second.items
+    ]
+    assert third.items_count == 4 and third.total == Decimal("4.00") * 3 + Decimal("1.25")
+    assert gone_user is None
+    assert gone_product is not None and "987654321" in str(gone_product.detail)

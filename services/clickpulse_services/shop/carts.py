@@ -2,8 +2,10 @@
 
 Through the ORM session, `GET /cart` was BEGIN, a user lookup, the cart query and COMMIT, and
 `POST /cart` a locking read and a flush on top: four to six round trips. Here reading is one
-statement (the user joined to their lines: no row means no such user) and adding is one upsert
-on the `one_line_per_product` constraint, atomic without an explicit lock.
+statement (the user joined to their lines: no row means no such user), and so is adding: an
+upsert on the `one_line_per_product` constraint (atomic without an explicit lock) whose
+RETURNING row joins the user's other lines. Both run on the read pool (common/read_pool.py),
+not through the engine.
 """
 
 from __future__ import annotations
@@ -13,10 +15,10 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import asyncpg
 from litestar.exceptions import NotFoundException
-from sqlalchemy import BindParameter, bindparam, delete, func, select, update
+from sqlalchemy import BindParameter, bindparam, delete, func, select, union_all, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from clickpulse_services.common.models import CartItem, User
@@ -53,7 +55,42 @@ def _add_line() -> Any:
     )
 
 
-ADD_LINE = _add_line()
+def _add_line_and_read() -> Any:
+    """The upsert, and the cart as `CART_OF_USER` reads it afterwards, in one statement.
+
+    A statement's parts all see the rows as they were before it, so the user's other lines
+    come from the tables and the added line from the upsert's RETURNING. Through the engine
+    the two statements were ~0.6 of POST /cart's 1.4 ms of the shop's CPU (closed loop, 4
+    clients, py-spy); a round trip each, and SQLAlchemy's asyncio layer around each."""
+    upsert = (
+        _add_line()
+        .returning(
+            CartItem.user_id,
+            CartItem.id.label("line_id"),
+            CartItem.product_id,
+            CartItem.quantity,
+            CartItem.unit_price,
+        )
+        .cte("added")
+    )
+    others = (
+        select(
+            User.id.label("user_id"),
+            CartItem.id.label("line_id"),
+            CartItem.product_id,
+            CartItem.quantity,
+            CartItem.unit_price,
+        )
+        .outerjoin(
+            CartItem,
+            (CartItem.user_id == User.id) & (CartItem.product_id != bindparam("product_id")),
+        )
+        .where(User.id == bindparam("user_id"))
+    )
+    return union_all(others, select(upsert)).order_by("line_id")
+
+
+ADD_LINE_AND_READ = Statement.of(_add_line_and_read())
 # Ownership is in the WHERE clause: someone else's line is simply not found. (An UPDATE's
 # parameters may not share a column's name.)
 SET_QUANTITY = (
@@ -137,12 +174,10 @@ class Carts:
             "unit_price": unit_price,
             "now": datetime.now(UTC),
         }
-        async with self.engine.connect() as connection:
-            try:
-                await connection.execute(ADD_LINE, parameters)
-            except IntegrityError as exc:  # a foreign key: the user, or (since) the product
-                if "user_id" in str(exc.orig):
-                    return None
-                raise NotFoundException(detail=f"product {product_id} does not exist") from exc
-            rows = (await connection.execute(CART_OF_USER, {"user_id": user_id})).all()
+        try:
+            rows = await self.reads.fetch(ADD_LINE_AND_READ, **parameters)
+        except asyncpg.ForeignKeyViolationError as exc:  # the user, or (since) the product
+            if "user_id" in (exc.constraint_name or ""):
+                return None
+            raise NotFoundException(detail=f"product {product_id} does not exist") from exc
         return cart_from_rows(user_id, rows)
