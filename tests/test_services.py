@@ -160,6 +160,17 @@ def test_cart_and_checkout_become_rows_with_business_fields_and_one_trace(
         "/orders", json={"items": [{"product_id": b["id"], "quantity": 3}]}, headers=headers
     )
     assert direct.status_code == 201 and Decimal(direct.json()["total"]) == Decimal("9.75")
+    # Newest first, each order as it was answered when placed (lines in product order), the
+    # total on every page, past the last one too. (Outside the session: not in its rows.)
+    user_only = bearer(token)
+    orders = shop.get("/orders", headers=user_only).json()
+    assert orders["items"] == [direct.json(), body] and orders["total"] == 2
+    assert [line["product_id"] for line in body["items"]] == sorted([a["id"], b["id"]])
+    assert shop.get(f"/orders/{body['id']}", headers=user_only).json() == body
+    second = shop.get("/orders", params={"limit": 1, "offset": 1}, headers=user_only).json()
+    assert second["items"] == [body] and second["total"] == 2
+    past = shop.get("/orders", params={"offset": 5}, headers=user_only).json()
+    assert past["items"] == [] and past["total"] == 2
 
     rows = _rows(reader, identity["X-Session-Id"], 17, wait_for)
     edge = [r for r in rows if r["service_name"] == "ecommerce-api"]

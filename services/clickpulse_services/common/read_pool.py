@@ -22,7 +22,8 @@ per process fail with 503 at most (the test allows one per pooled connection), t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,6 +116,30 @@ class ReadPool:
         return 0 if pool is None else pool.get_size() - pool.get_idle_size()
 
     async def fetch(self, statement: Statement, **parameters: Any) -> Sequence[Any]:
+        connection = await self._acquire()
+        try:
+            return await Transaction(connection).fetch(statement, **parameters)
+        except Exception as exc:
+            await self._reraise(connection, exc)
+            raise
+        finally:
+            await self._release(connection)
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        """Statements on one connection in one transaction (PostgreSQL's default, read
+        committed), committed when the block ends, rolled back when it raises."""
+        connection = await self._acquire()
+        try:
+            async with connection.transaction():
+                yield Transaction(connection)
+        except Exception as exc:
+            await self._reraise(connection, exc)
+            raise
+        finally:
+            await self._release(connection)
+
+    async def _acquire(self) -> asyncpg.Connection:
         pool = self._pool
         if pool is None:
             raise ConnectionError("the read pool is not open")
@@ -122,32 +147,46 @@ class ReadPool:
         # (asyncio's timeout machinery was ~5 % of a cheap read's CPU).
         timeout = None if pool.get_idle_size() else self.timeout_s
         try:
-            connection = await pool.acquire(timeout=timeout)
+            connection: asyncpg.Connection = await pool.acquire(timeout=timeout)
         except TimeoutError as exc:
             raise ReadPoolTimeout from exc
         except Exception as exc:
             if lost_connection(exc):
                 await pool.expire_connections()
             raise
+        return connection
+
+    async def _reraise(self, connection: asyncpg.Connection, exc: Exception) -> None:
+        """Raises ConnectionError when `exc` means the connection was lost (and marks the
+        pool's connections for replacement); otherwise the caller re-raises `exc`."""
+        # A connection PostgreSQL ended before asyncpg noticed can also fail with asyncpg's
+        # InternalClientError ("cannot switch to state 11; another operation is in
+        # progress"), which is no PostgresError: without this it was a 500.
+        if (
+            lost_connection(exc)
+            or connection.is_closed()
+            or isinstance(exc, asyncpg.InternalClientError)
+        ):
+            assert self._pool is not None
+            await self._pool.expire_connections()
+            raise ConnectionError(f"the database connection was lost: {exc}") from exc
+
+    async def _release(self, connection: asyncpg.Connection) -> None:
+        assert self._pool is not None
         try:
-            rows: Sequence[Any] = await connection.fetch(
-                statement.sql, *statement.arguments(parameters)
-            )
-            return rows
-        except Exception as exc:
-            # A connection PostgreSQL ended before asyncpg noticed can also fail with asyncpg's
-            # InternalClientError ("cannot switch to state 11; another operation is in
-            # progress"), which is no PostgresError: without this it was a 500.
-            if (
-                lost_connection(exc)
-                or connection.is_closed()
-                or isinstance(exc, asyncpg.InternalClientError)
-            ):
-                await pool.expire_connections()
-                raise ConnectionError(f"the database connection was lost: {exc}") from exc
-            raise
-        finally:
-            try:
-                await pool.release(connection)
-            except Exception:  # a broken connection: asyncpg has terminated it
-                await pool.expire_connections()
+            await self._pool.release(connection)
+        except Exception:  # a broken connection: asyncpg has terminated it
+            await self._pool.expire_connections()
+
+
+@dataclass(frozen=True)
+class Transaction:
+    """A pooled connection's statements (`ReadPool.transaction`)."""
+
+    connection: asyncpg.Connection
+
+    async def fetch(self, statement: Statement, **parameters: Any) -> Sequence[Any]:
+        rows: Sequence[Any] = await self.connection.fetch(
+            statement.sql, *statement.arguments(parameters)
+        )
+        return rows

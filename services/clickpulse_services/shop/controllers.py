@@ -10,13 +10,13 @@ from litestar import Controller, Request, delete, get, post, put
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from clickpulse_services.common.auth import current_user, requires_user
 from clickpulse_services.common.client_identity import SESSION_HEADER, ClientIdentity
 from clickpulse_services.common.openapi import errors
 from clickpulse_services.common.web import Id, Limit, Offset
 from clickpulse_services.shop.carts import Carts
+from clickpulse_services.shop.orders import Orders
 from clickpulse_services.shop.schemas import CartAdd, CartRead, CartUpdate, OrderCreate, OrderRead
 from clickpulse_services.shop.services import Caller, CartService, OrderService
 
@@ -34,10 +34,8 @@ def _cart_service(state: State) -> CartService:
     return CartService(Carts(state.engine, state.read_pool), state.catalogue)
 
 
-async def _order_service(db_session: AsyncSession, state: State) -> OrderService:
-    service = OrderService(session=db_session)
-    service.catalogue = state.catalogue
-    return service
+def _order_service(state: State) -> OrderService:
+    return OrderService(Orders(state.read_pool), state.catalogue)
 
 
 CALLER = Provide(_caller, sync_to_thread=False)
@@ -93,7 +91,10 @@ class CheckoutController(Controller):
     path = "/checkout"
     tags = ["checkout"]
     guards = [requires_user]
-    dependencies = {"orders": Provide(_order_service), "caller": CALLER}
+    dependencies = {
+        "orders": Provide(_order_service, use_cache=True, sync_to_thread=False),
+        "caller": CALLER,
+    }
 
     @post(
         operation_id="Checkout",
@@ -112,7 +113,10 @@ class OrderController(Controller):
     path = "/orders"
     tags = ["orders"]
     guards = [requires_user]
-    dependencies = {"orders": Provide(_order_service), "caller": CALLER}
+    dependencies = {
+        "orders": Provide(_order_service, use_cache=True, sync_to_thread=False),
+        "caller": CALLER,
+    }
 
     @get(operation_id="ListOrders", summary="Your orders, newest first", responses=errors())
     async def list_orders(

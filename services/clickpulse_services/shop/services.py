@@ -1,5 +1,5 @@
-"""The e-commerce API's services: the cart (Core statements, process-wide) and orders
-(advanced-alchemy, one per request: checkout and direct orders are one transaction each).
+"""The e-commerce API's services, process-wide: the cart (shop/carts.py) and orders
+(shop/orders.py), both Core statements on the read pool.
 
 Every method acts for one caller, the verified subject of the request's token, and everything
 it reads or changes is scoped to that user in the statement itself: someone else's cart line or
@@ -9,25 +9,22 @@ it), found on the path that already missed, so the hot paths pay no extra lookup
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Collection
+from collections.abc import Awaitable, Collection
 from dataclasses import dataclass
-from decimal import Decimal
+from typing import TypeVar
 
-from advanced_alchemy.filters import LimitOffset, OrderBy
-from advanced_alchemy.repository import SQLAlchemyAsyncRepository
-from advanced_alchemy.service import OffsetPagination, SQLAlchemyAsyncRepositoryService
+from advanced_alchemy.service import OffsetPagination
 from litestar.exceptions import ClientException, NotFoundException
 from litestar.status_codes import HTTP_409_CONFLICT
-from sqlalchemy import delete, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from clickpulse_services.common.models import CartItem, Order, OrderItem, Product, User
 from clickpulse_services.common.telemetry import annotate
 from clickpulse_services.common.tokens import unauthorized
 from clickpulse_services.shop.carts import Carts
 from clickpulse_services.shop.catalogue import Catalogue
-from clickpulse_services.shop.schemas import CartRead, OrderLine, OrderRead
+from clickpulse_services.shop.orders import MissingProducts, Orders, Shortage
+from clickpulse_services.shop.schemas import CartRead, OrderRead
+
+T = TypeVar("T")
 
 
 class OutOfStock(ClientException):
@@ -95,139 +92,71 @@ class CartService:
         return NotFoundException(detail=f"cart item {item_id} is not in your cart")
 
 
-def order_read(order: Order) -> OrderRead:
-    return OrderRead(
-        id=order.id,
-        user_id=order.user_id,
-        status=order.status,
-        total=order.total,
-        created_at=order.created_at,
-        items=[
-            OrderLine(product_id=i.product_id, quantity=i.quantity, unit_price=i.unit_price)
-            for i in sorted(order.items, key=lambda i: i.product_id)
-        ],
-    )
+class OrderService:
+    """The caller's orders (shop/orders.py): a checkout, or a direct order, is one transaction
+    after the catalogue has confirmed its products."""
 
-
-class OrderService(SQLAlchemyAsyncRepositoryService[Order]):
-    """The caller's orders, in the request's session (committed when the response is 2xx)."""
-
-    class Repo(SQLAlchemyAsyncRepository[Order]):
-        model_type = Order
-
-    repository_type = Repo
-    catalogue: Catalogue
-
-    @property
-    def session(self) -> AsyncSession:
-        session: AsyncSession = self.repository.session
-        return session
-
-    async def _ensure_user(self, caller: Caller) -> None:
-        if await self.session.get(User, caller.user_id) is None:
-            raise user_gone(caller.user_id)
+    def __init__(self, orders: Orders, catalogue: Catalogue) -> None:
+        self.orders = orders
+        self.catalogue = catalogue
 
     async def page(self, caller: Caller, limit: int, offset: int) -> OffsetPagination[OrderRead]:
-        results, total = await self.list_and_count(
-            LimitOffset(limit=limit, offset=offset), OrderBy("id", "desc"), user_id=caller.user_id
-        )
-        if not total:
-            # Only then can the user be gone: a user with orders cannot be deleted (the
-            # orders' foreign key), so most pages skip that round trip.
-            await self._ensure_user(caller)
-        return OffsetPagination(
-            items=[order_read(o) for o in results], total=total, limit=limit, offset=offset
-        )
+        found = await self.orders.page(caller.user_id, limit, offset)
+        if found is None:
+            raise user_gone(caller.user_id)
+        items, total = found
+        return OffsetPagination(items=items, total=total, limit=limit, offset=offset)
 
     async def one(self, caller: Caller, order_id: int) -> OrderRead:
         annotate(order_id=order_id)
-        order = await self.get_one_or_none(id=order_id, user_id=caller.user_id)
+        order = await self.orders.one(caller.user_id, order_id)
         if order is None:
-            await self._ensure_user(caller)
+            if not await self.orders.user_exists(caller.user_id):
+                raise user_gone(caller.user_id)
             raise NotFoundException(detail=f"order {order_id} is not one of your orders")
-        return order_read(order)
+        return order
 
     async def buy(self, caller: Caller, items: Collection[tuple[int, int]]) -> OrderRead:
         """An order of the given (product, quantity) items, without the cart."""
-        await self._ensure_user(caller)
+        if not await self.orders.user_exists(caller.user_id):
+            raise user_gone(caller.user_id)
         lines: dict[int, int] = {}
         for product_id, quantity in items:
             lines[product_id] = min(lines.get(product_id, 0) + quantity, 100_000)
         await self.catalogue.products(lines, headers=caller.forward)
-        order = await self._place(caller.user_id, lines)
+        order = await _placed(self.orders.buy(caller.user_id, lines))
         annotate(
             order_id=order.id,
             transaction_amount=float(order.total),
             cart_items_count=sum(lines.values()),
         )
-        return order_read(order)
+        return order
 
     async def checkout(self, caller: Caller) -> OrderRead:
         """The caller's cart becomes an order and is emptied, in one transaction."""
-        product_ids = (
-            await self.session.scalars(
-                select(CartItem.product_id).where(CartItem.user_id == caller.user_id).distinct()
-            )
-        ).all()
         # The catalogue confirms every product still exists (and joins the trace); prices and
-        # stock are then re-read under lock in this transaction, which is what counts.
+        # stock are then re-read under lock in the transaction, which is what counts.
+        product_ids = await self.orders.cart_products(caller.user_id)
         await self.catalogue.products(product_ids, headers=caller.forward)
-        items = (
-            await self.session.scalars(
-                select(CartItem).where(CartItem.user_id == caller.user_id).with_for_update()
-            )
-        ).all()
-        if not items:
+        order = await _placed(self.orders.checkout(caller.user_id))
+        if order is None:
             # A deleted user's cart went with them (its foreign key cascades): only an empty
             # cart needs the round trip that tells the two apart.
-            await self._ensure_user(caller)
+            if not await self.orders.user_exists(caller.user_id):
+                raise user_gone(caller.user_id)
             raise ClientException(status_code=HTTP_409_CONFLICT, detail="the cart is empty")
-        lines: dict[int, int] = defaultdict(int)
-        for item in items:
-            lines[item.product_id] += item.quantity
-        order = await self._place(caller.user_id, dict(lines))
-        await self.session.execute(delete(CartItem).where(CartItem.user_id == caller.user_id))
-        count = sum(lines.values())
+        count = sum(line.quantity for line in order.items)
         annotate(order_id=order.id, transaction_amount=float(order.total), cart_items_count=count)
         if len(order.items) == 1:
             annotate(product_id=order.items[0].product_id)
-        return order_read(order)
-
-    async def _place(self, user_id: int, lines: dict[int, int]) -> Order:
-        """Re-reads prices and decrements stock under row locks, writes the order and its items.
-
-        Rows are locked in product-id order, so two checkouts sharing products cannot deadlock;
-        the stock check happens under the lock, so concurrent checkouts never oversell.
-        """
-        products = {
-            p.id: p
-            for p in (
-                await self.session.scalars(
-                    select(Product)
-                    .where(Product.id.in_(lines))
-                    .order_by(Product.id)
-                    .with_for_update()
-                )
-            ).all()
-        }
-        missing = sorted(set(lines) - set(products))
-        if missing:
-            raise NotFoundException(detail=f"products {missing} do not exist")
-        short = {
-            pid: {"requested": qty, "available": products[pid].stock}
-            for pid, qty in lines.items()
-            if products[pid].stock < qty
-        }
-        if short:
-            raise OutOfStock(detail="not enough stock", extra={"shortages": short})
-        total = Decimal("0.00")
-        order = Order(user_id=user_id, status="placed", total=Decimal("0.00"))
-        for pid in sorted(lines):
-            product, qty = products[pid], lines[pid]
-            product.stock -= qty
-            total += product.price * qty
-            order.items.append(OrderItem(product_id=pid, quantity=qty, unit_price=product.price))
-        order.total = total
-        self.session.add(order)
-        await self.session.flush()
         return order
+
+
+async def _placed(placing: Awaitable[T]) -> T:
+    """The placed order; the products' shortage or absence as the client's error."""
+    try:
+        return await placing
+    except Shortage as exc:
+        raise OutOfStock(detail="not enough stock", extra={"shortages": exc.shortages}) from exc
+    except MissingProducts as exc:
+        raise NotFoundException(detail=f"products {exc.product_ids} do not exist") from exc
