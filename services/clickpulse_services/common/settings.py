@@ -70,7 +70,7 @@ class ServiceSettings:
     # may wait for one, and how long the shop waits for the CRUD API (well below the 10 s the
     # load generator's clients wait).
     max_in_flight: int = 8
-    max_queued: int = 64
+    max_queued: int = 256
     db_pool_size: int = 16
     db_pool_timeout_s: int = 1
     catalogue_timeout_s: float = 2.0
@@ -116,7 +116,7 @@ class ServiceSettings:
             regions=tuple((ipaddress.ip_network(cidr), name) for cidr, name in regions.items()),
             metrics_interval_ms=int(env.get("CLICKPULSE_METRICS_INTERVAL_MS", "5000")),
             max_in_flight=int(env.get("CLICKPULSE_MAX_IN_FLIGHT", "8")),
-            max_queued=int(env.get("CLICKPULSE_MAX_QUEUED", "64")),
+            max_queued=int(env.get("CLICKPULSE_MAX_QUEUED", "256")),
             db_pool_size=int(env.get("CLICKPULSE_DB_POOL_SIZE", "16")),
             db_pool_timeout_s=int(env.get("CLICKPULSE_DB_POOL_TIMEOUT", "1")),
             catalogue_timeout_s=float(env.get("CLICKPULSE_CATALOGUE_TIMEOUT", "2.0")),

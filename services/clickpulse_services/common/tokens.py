@@ -34,8 +34,11 @@ LEEWAY_S = 5  # clock skew tolerated between the services' hosts
 ADMIN = "admin"
 
 
-class Principal(msgspec.Struct, frozen=True):
-    """Who a verified token speaks for."""
+class Principal(msgspec.Struct, frozen=True, gc=False):
+    """Who a verified token speaks for. Not tracked by the garbage collector (an id and role
+    names cannot form a cycle): every token a process verifies is remembered with its principal,
+    ~50 a second under the load scenario, and the collector would walk them all (see
+    `rate_limits.Window`)."""
 
     id: int
     roles: tuple[str, ...] = ()
