@@ -42,8 +42,8 @@ class Window(msgspec.Struct, gc=False):
     caller stays until the next window: the load scenario's sessions each come from their own
     address, so a CRUD API process gained ~90 windows a second at 800 req/s. As ordinary
     objects they made a young collection every 20-40 s that found nothing to free and stopped
-    the event loop ~20-40 ms, and their promotion to the older generations longer ones later:
-    the CRUD API's shed 503s at 1,000 req/s came in clusters at such collections."""
+    the event loop ~20-40 ms, and their promotion to the older generations longer ones later
+    (one cluster of shed 503s at 1,000 req/s met such a collection: README, "Capacity")."""
 
     ends: int
     count: int = 0

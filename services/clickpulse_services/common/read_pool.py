@@ -9,8 +9,9 @@ through the engine, 0.67 through the engine's own asyncpg connection, 0.54 throu
 The statements stay the SQLAlchemy Core statements built on the models (crud/reads.py); each is
 compiled once to PostgreSQL's `$n` form with the asyncpg dialect, and its rows come back as
 asyncpg records, which the read structs take positionally as they took SQLAlchemy's rows.
-Writes keep advanced-alchemy and its engine (its transactions, repositories and services), but
-for the one-statement write in autocommit of the hottest one, a cart add (shop/carts.py).
+Writes keep advanced-alchemy and its engine (its transactions, repositories and services),
+except the shop's: a cart add is one statement in autocommit here (shop/carts.py), and an order
+one transaction (`ReadPool.transaction`, shop/orders.py).
 
 An outage looks the same to a client as through the engine (common/database.py maps the
 driver's errors): 503 while PostgreSQL is away, 503 with Retry-After when no connection frees
