@@ -26,13 +26,16 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, Decision, ParentBased
-from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
 from opentelemetry.util import types
 
 Record = tuple[Any, ...]
 _PRIMITIVE = (str, bool, int, float)
 _PRIMITIVE_TYPES = frozenset(_PRIMITIVE)
 _UNSET = Status(StatusCode.UNSET)
+# The records' integers, looked up rather than read through the enums' descriptors.
+_STATUS_CODES = {code: code.value for code in StatusCode}
+_KINDS = {kind: kind.value for kind in SpanKind}
 
 
 def _clean(value: Any) -> Any:
@@ -46,20 +49,27 @@ def _clean(value: Any) -> Any:
 
 
 class RecordSpan(trace.Span):
-    """A recording span whose end hands `hand` its relay record (see `to_record`)."""
+    """A recording span whose end hands `hand` its relay record (see `to_record`).
+
+    Its `SpanContext` is made only when asked for (the shop's calls to the CRUD API propagate
+    it; most requests never ask), and the kind and status are kept as the record's integers."""
 
     __slots__ = (
         "_attributes",
         "_context",
         "_ended",
         "_events",
+        "_flags",
         "_hand",
         "_kind",
         "_name",
         "_parent",
         "_scope",
+        "_span_id",
         "_start",
         "_status",
+        "_trace_id",
+        "_trace_state",
     )
 
     def __init__(
@@ -67,15 +77,16 @@ class RecordSpan(trace.Span):
         hand: Callable[[Record], None],
         scope: str,
         name: str,
-        context: SpanContext,
+        ids: tuple[int, int, TraceFlags, TraceState | None],
         parent: SpanContext | None,
-        kind: SpanKind,
+        kind: int,
         attributes: dict[str, Any],
     ) -> None:
         self._hand = hand
         self._scope = scope
         self._name = name
-        self._context = context
+        self._trace_id, self._span_id, self._flags, self._trace_state = ids
+        self._context: SpanContext | None = None
         self._parent = parent
         self._kind = kind
         self._start = time_ns()
@@ -85,6 +96,10 @@ class RecordSpan(trace.Span):
         self._ended = False
 
     def get_span_context(self) -> SpanContext:
+        if self._context is None:
+            self._context = SpanContext(
+                self._trace_id, self._span_id, False, self._flags, self._trace_state
+            )
         return self._context
 
     def is_recording(self) -> bool:
@@ -159,15 +174,15 @@ class RecordSpan(trace.Span):
                 self._scope,
                 "",  # the scope's version: get_tracer()'s default, as SDK spans have it
                 self._name,
-                self._context.trace_id.to_bytes(16, "big"),
-                self._context.span_id,
+                self._trace_id.to_bytes(16, "big"),
+                self._span_id,
                 parent.span_id if parent else None,
                 bool(parent and parent.is_remote),
-                self._kind.value,
+                self._kind,
                 self._start,
                 end_time or time_ns(),
                 self._attributes,
-                self._status.status_code.value,
+                _STATUS_CODES[self._status.status_code],
                 self._status.description,
                 self._events,
             )
@@ -203,6 +218,10 @@ class RecordSpans:
         kind: SpanKind,
         attributes: dict[str, Any],
     ) -> trace.Span:
+        if parent_context is None and self.default_sampling:
+            # A request without a trace context, under the default sampler: a sampled root.
+            ids = (self.ids.generate_trace_id(), self.ids.generate_span_id(), _SAMPLED, None)
+            return RecordSpan(self.hand, self.scope, name, ids, None, _KINDS[kind], attributes)
         parent = trace.get_current_span(parent_context).get_span_context()
         valid_parent = parent if parent.is_valid else None
         trace_id = valid_parent.trace_id if valid_parent else self.ids.generate_trace_id()
@@ -215,14 +234,11 @@ class RecordSpans:
             trace_state = sampling.trace_state
             if sampling.decision is not Decision.DROP and sampling.attributes:
                 attributes = {**attributes, **sampling.attributes}
-        context = SpanContext(
-            trace_id,
-            self.ids.generate_span_id(),
-            False,
-            _SAMPLED if sampled else _NOT_SAMPLED,
-            trace_state,
-        )
+        span_id = self.ids.generate_span_id()
         if not sampled:
             # DROP, or RECORD_ONLY: the SDK's batch processor would not export that span either.
-            return trace.NonRecordingSpan(context)
-        return RecordSpan(self.hand, self.scope, name, context, valid_parent, kind, attributes)
+            return trace.NonRecordingSpan(
+                SpanContext(trace_id, span_id, False, _NOT_SAMPLED, trace_state)
+            )
+        ids = (trace_id, span_id, _SAMPLED, trace_state)
+        return RecordSpan(self.hand, self.scope, name, ids, valid_parent, _KINDS[kind], attributes)
