@@ -130,6 +130,16 @@ def test_the_collector_runs_with_the_local_stacks_go_runtime_settings(
         assert environment.get(variable) == value, variable
 
 
+def test_the_analytics_pipeline_yields_the_cpu_to_the_request_path(
+    services: dict[str, Any],
+) -> None:
+    """As the local stack's niceness 10: a tenth of the default share (1024)."""
+    for name in ("collector", "clickhouse"):
+        assert services[name].get("cpu_shares") == 102, name
+    for name in ("postgres", "crud-api", "ecommerce-api", "gateway"):
+        assert "cpu_shares" not in services[name], name
+
+
 def test_services_run_as_replicas_behind_the_nginx_gateway(services: dict[str, Any]) -> None:
     for name, port in (("crud-api", 8001), ("ecommerce-api", 8002)):
         service = services[name]

@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import psutil
 import pytest
 
 from clickpulse.stack.clickhouse_client import admin_client
+from clickpulse.stack.components import PIPELINE_NICENESS, all_components
 from clickpulse.stack.processes import ManagedProcess, StackError, free_port
 from clickpulse.stack.settings import PORT_VARIABLES, REPO_ROOT, Settings
 
@@ -176,3 +178,63 @@ def test_a_process_is_still_found_after_the_wall_clock_steps_and_a_recycled_pid_
     finally:
         proc.kill()
         proc.wait(10)
+
+
+def _session_niceness(pid: int) -> int | None:
+    """The niceness of the session `pid` is in, where the kernel groups by session."""
+    group = Path(f"/proc/{pid}/autogroup")
+    if not group.exists():
+        return None
+    return int(group.read_text().split("nice")[1])
+
+
+@pytest.mark.no_stack
+def test_a_process_started_at_a_niceness_runs_there_with_every_thread_and_its_session(
+    tmp_path: Path,
+) -> None:
+    """How the analytics pipeline yields the CPU to the request path: a niceness set after the
+    start would miss the threads started meanwhile, and where the kernel shares the CPU
+    between sessions first, a niceness without its session's changes nothing."""
+    # A thread started first thing, as the Go runtime and ClickHouse do.
+    script = (
+        "import threading, time; threading.Thread(target=time.sleep, args=(60,)).start(); "
+        "time.sleep(60)"
+    )
+    niced = ManagedProcess(
+        "niced",
+        [sys.executable, "-c", script],
+        tmp_path / "niced.log",
+        tmp_path / "pid",
+        tmp_path,
+        niceness=7,
+    )
+    proc = niced.start()
+    try:
+        expected = min(19, os.nice(0) + 7)
+        deadline = time.monotonic() + 10
+        while proc.num_threads() < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        threads = [psutil.Process(thread.id) for thread in proc.threads()]
+        assert len(threads) == 2
+        assert [thread.nice() for thread in threads] == [expected, expected]
+        assert niced.at_its_niceness(proc)
+        assert _session_niceness(proc.pid) in (None, 7)
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
+def test_the_stacks_analytics_pipeline_runs_below_its_request_path(settings: Settings) -> None:
+    """The collector and ClickHouse yield the CPU to the services and PostgreSQL (see
+    components.PIPELINE_NICENESS for what it is worth)."""
+    processes = {c.process.name: c.process.running() for c in all_components(settings)}
+    running = {name: proc for name, proc in processes.items() if proc is not None}
+    pipeline = [name for name in running if name == "collector" or name.startswith("clickhouse")]
+    request_path = ["postgres", "crud-api", "ecommerce-api"]
+    assert pipeline and all(name in running for name in request_path)
+    for name in pipeline:
+        assert running[name].nice() == min(19, os.nice(0) + PIPELINE_NICENESS), name
+        assert _session_niceness(running[name].pid) in (None, PIPELINE_NICENESS), name
+    for name in request_path:
+        assert running[name].nice() == os.nice(0), name
+        assert _session_niceness(running[name].pid) in (None, 0), name

@@ -202,7 +202,11 @@ class RecordSpans:
 
     With the SDK's default sampler the decision is made here: the sampler's call builds a
     result object and looks the parent up again, ~2 us of the ~30 us a server span cost
-    in-process (bench section 2). Any other sampler is asked as the SDK asks it."""
+    in-process (bench section 2). Any other sampler is asked as the SDK asks it.
+
+    One difference: without a `parent_context` the span is a root, where the SDK would take
+    the current context's span as its parent. A server span's parent is what the request's
+    headers say (`ServerSpans`), and at a request's start nothing else is current."""
 
     def __init__(self, provider: TracerProvider, hand: Callable[[Record], None], scope: str):
         self.hand = hand
