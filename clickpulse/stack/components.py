@@ -30,9 +30,10 @@ PG_SYSTEM_USER = "postgres"
 # waited 6-8 % of the time in the kernel's run queue with telemetry on, 2-4 % with spans made
 # but not sent, and served 0.91 of "off" without sending against 0.83 with. Pipeline at
 # niceness 10 (its session's, see processes.lower_autogroup_priority), 6 interleaved pairs
-# each: on/off ratio median 0.856 (0.844-0.868) against 0.838 (0.782-0.900). At niceness 10 it
-# still gets ~1/10 of a busy process's share: at capacity it needs ~3 % of a core (~25 us a
-# span) and keeps up; on a saturated box it lags and catches up after.
+# each: on/off ratio median 0.856 (0.844-0.868) against 0.838 (0.782-0.900); the capacity
+# bench found 1,600 req/s against 1,200 the run before, nothing missing at any probe. At
+# niceness 10 it still gets ~1/10 of a busy process's share: at 1,600 req/s it needs ~6 % of
+# a core (~25 us a span) and keeps up; on a saturated box it lags and catches up after.
 PIPELINE_NICENESS = 10
 # The user a cluster's nodes reach each other as (a users.d/ file of each node).
 CLUSTER_USERS_XML = REPO_ROOT / "clickhouse" / "topology" / "cluster" / "users.xml"
