@@ -36,7 +36,8 @@ class ManagedProcess:
     start_timeout: float = 60.0
     stop_timeout: float = 30.0
     user: str | None = None
-    # Above 0: a lower CPU priority than the rest of the stack (see `lower_priority`).
+    # Above 0: a lower CPU priority than the rest of the stack, its session's included (see
+    # `lower_autogroup_priority`; components.PIPELINE_NICENESS says what it is worth).
     niceness: int = 0
 
     def running(self) -> psutil.Process | None:
