@@ -36,6 +36,8 @@ _UNSET = Status(StatusCode.UNSET)
 # The records' integers, looked up rather than read through the enums' descriptors.
 _STATUS_CODES = {code: code.value for code in StatusCode}
 _KINDS = {kind: kind.value for kind in SpanKind}
+# A recording span's trace id, span id, flags and trace state.
+_Ids = tuple[int, int, TraceFlags, TraceState | None]
 
 
 def _clean(value: Any) -> Any:
@@ -77,7 +79,7 @@ class RecordSpan(trace.Span):
         hand: Callable[[Record], None],
         scope: str,
         name: str,
-        ids: tuple[int, int, TraceFlags, TraceState | None],
+        ids: _Ids,
         parent: SpanContext | None,
         kind: int,
         attributes: dict[str, Any],
@@ -224,8 +226,8 @@ class RecordSpans:
     ) -> trace.Span:
         if parent_context is None and self.default_sampling:
             # A request without a trace context, under the default sampler: a sampled root.
-            ids = (self.ids.generate_trace_id(), self.ids.generate_span_id(), _SAMPLED, None)
-            return RecordSpan(self.hand, self.scope, name, ids, None, _KINDS[kind], attributes)
+            root: _Ids = (self.ids.generate_trace_id(), self.ids.generate_span_id(), _SAMPLED, None)
+            return RecordSpan(self.hand, self.scope, name, root, None, _KINDS[kind], attributes)
         parent = trace.get_current_span(parent_context).get_span_context()
         valid_parent = parent if parent.is_valid else None
         trace_id = valid_parent.trace_id if valid_parent else self.ids.generate_trace_id()
