@@ -54,7 +54,13 @@ def up(settings: Settings) -> None:
     for component in components:
         started = time.monotonic()
         proc = component.process.running()
-        if proc is not None and component.is_current(proc) and component.process.healthy():
+        if (
+            proc is not None
+            and component.is_current(proc)
+            # Every component, not only the niced ones: a changed niceness restarts it too.
+            and component.process.at_its_niceness(proc)
+            and component.process.healthy()
+        ):
             console.print(f"{component.name}: already running")
         else:
             component.process.stop()  # a dead or unhealthy leftover

@@ -152,10 +152,8 @@ class ClickHouse(Component):
         """The same node of the same topology (its data folder and ports are on the line),
         with the same users.xml and passwords."""
         try:
-            return (
-                proc.cmdline()[1:] == list(self.process.argv)[1:]
-                and _same_environment(proc, self.process.env)
-                and self.process.at_its_niceness(proc)
+            return proc.cmdline()[1:] == list(self.process.argv)[1:] and _same_environment(
+                proc, self.process.env
             )
         except psutil.Error:
             return False
@@ -382,10 +380,8 @@ class Collector(Component):
         """The same binary and config file, pointed at the ClickHouse node(s) of these settings
         (a new manifest, an edited config.yaml, another port or topology restarts it)."""
         try:
-            return (
-                proc.cmdline() == list(self.process.argv)
-                and _same_environment(proc, self.process.env)
-                and self.process.at_its_niceness(proc)
+            return proc.cmdline() == list(self.process.argv) and _same_environment(
+                proc, self.process.env
             )
         except psutil.Error:
             return False
