@@ -4,8 +4,12 @@ formats and messages as the command line, and `\\d` to see what there is to quer
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
+import termios
+from collections.abc import Iterator
 from pathlib import Path
 
 from clickhouse_connect.driver.exceptions import ClickHouseError
@@ -45,6 +49,29 @@ def _complete(text: str) -> bool:
         or stripped.lower() in {"exit", "quit"}
         or stripped.endswith(";")
     )
+
+
+@contextlib.contextmanager
+def _interruptible() -> Iterator[None]:
+    """Ctrl-C raises KeyboardInterrupt while a statement runs, whatever the prompt left behind.
+
+    prompt_toolkit owns the terminal (raw mode, no ISIG) and SIGINT (an asyncio handler, put
+    back through ctypes) while the prompt is up, and hands both back when it returns. Under the
+    test suite's load a Ctrl-C was lost three runs in a row (test_sql, CI): the query ran on to
+    its limit and the terminal echoed no ^C. So each statement runs with the terminal's ISIG on
+    and Python's own SIGINT handler, set here rather than trusted."""
+    fd = sys.stdin.fileno() if sys.stdin.isatty() else None
+    if fd is not None:
+        attrs = termios.tcgetattr(fd)
+        if not attrs[3] & termios.ISIG:
+            attrs[3] |= termios.ISIG
+            termios.tcsetattr(fd, termios.TCSANOW, attrs)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        if previous is not None:  # None: set outside Python, nothing to put back
+            signal.signal(signal.SIGINT, previous)
 
 
 def _keys() -> KeyBindings:
@@ -111,7 +138,8 @@ class Shell:
     def statements(self, text: str) -> None:
         for statement in split_script(text):
             try:
-                self.runner.run(statement, self.format)
+                with _interruptible():
+                    self.runner.run(statement, self.format)
             except QueryFailed as failed:
                 self.errors.print("[red]error:[/red]", explain(failed, statement.text))
                 return
