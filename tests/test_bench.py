@@ -161,6 +161,26 @@ def test_capacity_row_without_an_overload_run_or_a_passing_rate() -> None:
     assert capacity_row(skipped)["capacity req/s"] == "- (not measured: no sign-in)"
 
 
+def test_the_box_table_gives_each_process_tree_its_median_and_the_whole_box() -> None:
+    from clickpulse_bench.overhead import _box_rows
+
+    def probe(service: float, clickhouse: float) -> dict[str, float]:
+        return {"rps": 1.0, "box_us:service": service, "box_us:clickhouse": clickhouse}
+
+    results = {
+        "GET /a": {
+            "off": [probe(300, 10), probe(310, 30), probe(900, 20)],
+            "on": [probe(340, 50), probe(350, 40), probe(330, 60)],
+        }
+    }
+    rows = _box_rows(results)
+    assert [row["process (tree)"] for row in rows] == ["service", "clickhouse", "whole box"]
+    assert rows[0] == {"process (tree)": "service", "GET /a off": 310, "GET /a on": 340}
+    assert (rows[1]["GET /a off"], rows[1]["GET /a on"]) == (20, 50)
+    # The whole box's median is over each probe's total, not a sum of the medians.
+    assert (rows[2]["GET /a off"], rows[2]["GET /a on"]) == (340, 390)
+
+
 def test_the_section_keeps_the_other_sections_of_the_doc(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

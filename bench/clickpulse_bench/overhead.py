@@ -1,5 +1,6 @@
 """Section 2: instrumentation overhead, the same CRUD endpoints on two extra processes with
-telemetry on and off (k6, closed model), beside the in-process span cost (span_cost.py)."""
+telemetry on and off (k6, closed model), where the box's CPU goes meanwhile, and the in-process
+span cost (span_cost.py)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import contextlib
 import functools
 import json
 import os
+import resource
 import statistics
 import subprocess
 import tempfile
@@ -19,6 +21,7 @@ import psutil
 from clickpulse_load.config import load_config
 from clickpulse_load.plan import seed
 
+from clickpulse.stack.components import all_components
 from clickpulse.stack.settings import Settings
 from clickpulse_bench.common import BENCH_DIR, console, free_port, k6_binary, k6_environment
 from clickpulse_bench.report import md_table
@@ -35,6 +38,26 @@ def _tree_cpu(server: psutil.Process) -> dict[int, float]:
     return seconds
 
 
+def _k6_cpu() -> float:
+    """User + system CPU seconds of this process's finished children: k6 runs, nothing else."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def stack_processes(settings: Settings) -> dict[str, psutil.Process]:
+    """The running stack's processes by component (ClickHouse, PostgreSQL, the collector, the
+    stack's own services, the monitor); their children count as theirs."""
+    return {
+        component.name: proc
+        for component in all_components(settings)
+        if (proc := component.process.running()) is not None
+    }
+
+
+def _cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
+    return sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
+
+
 def _probe(
     base_url: str,
     target: str,
@@ -42,7 +65,14 @@ def _probe(
     vus: int,
     server: psutil.Process,
     product_ids: list[int],
+    box: dict[str, psutil.Process] | None = None,
 ) -> dict[str, float]:
+    """One k6 run against `base_url`, then SETTLE_S for the pipeline to finish its spans (the
+    collector's batches go every 2 s): the CPU counted, the service's and each of `box`'s
+    process trees', is that of the run and of what it left to do."""
+    box = box or {}
+    box_before = {name: _tree_cpu(proc) for name, proc in box.items()}
+    k6_before = _k6_cpu()
     cpu_before = _tree_cpu(server)
     with tempfile.TemporaryDirectory() as tmp:
         summary = Path(tmp) / "summary.json"
@@ -77,15 +107,26 @@ def _probe(
         raise RuntimeError(
             f"{base_url}{target}: {refused:.1%} of the requests were not answered 2xx"
         )
+    k6_s = _k6_cpu() - k6_before
+    time.sleep(SETTLE_S)
     cpu_after = _tree_cpu(server)
-    cpu_s = sum(after - cpu_before.get(pid, 0.0) for pid, after in cpu_after.items())
+    requests = metrics["http_reqs"]["values"]["count"]
+    main_s = cpu_after.get(server.pid, 0.0) - cpu_before.get(server.pid, 0.0)
+    cpu_s = _cpu_delta(cpu_before, cpu_after)
+    box_us = {
+        "the probed service process": main_s,
+        "its span relay": cpu_s - main_s,
+        "k6": k6_s,
+        **{name: _cpu_delta(box_before[name], _tree_cpu(proc)) for name, proc in box.items()},
+    }
     return {
         # The service's own CPU per request (user + system, its span export included, in an
         # export thread or, since the span relay, in a child process): the cost of telemetry
         # itself, whatever else the box is doing.
-        "cpu_ms": cpu_s * 1000 / metrics["http_reqs"]["values"]["count"],
+        "cpu_ms": cpu_s * 1000 / requests,
         "rps": metrics["http_reqs"]["values"]["rate"],
         "p99_ms": metrics["http_req_duration"]["values"]["p(99)"],
+        **{f"box_us:{name}": seconds * 1e6 / requests for name, seconds in box_us.items()},
     }
 
 
@@ -156,29 +197,59 @@ def probe_rounds(
     target: str,
     duration: str,
     rounds: int,
+    box: dict[str, psutil.Process] | None = None,
 ) -> dict[str, list[dict[str, float]]]:
-    """`rounds` probes of each variant, in `order` within each round."""
+    """`rounds` probes of each variant, in `order` within each round; with `box`, the CPU of
+    those processes (and of k6 and the probed service's relay) per request of each probe."""
     results: dict[str, list[dict[str, float]]] = {name: [] for name in order}
     product_ids = _product_ids()
+    # Each probe ends once the pipeline has finished its spans (`_probe`): otherwise every "off"
+    # probe pays for the "on" probe before it, which flatters the ratio. The first one waits
+    # for whatever ran before.
+    time.sleep(SETTLE_S)
     for _ in range(rounds):  # alternate, so drift on the box hits every variant alike
         for name in order:
-            # Let the collector and ClickHouse finish the previous probe's spans (SDK
-            # batch 0.5 s, collector batch 1 s): otherwise every "off" probe pays for
-            # the "on" probe before it, which flatters the ratio.
-            time.sleep(SETTLE_S)
             results[name].append(
-                _probe(urls[name], target, duration, 20, processes[name], product_ids)
+                _probe(urls[name], target, duration, 20, processes[name], product_ids, box)
             )
     return results
 
 
-def bench_overhead(settings: Settings, duration: str, rounds: int) -> list[dict[str, Any]]:
+def bench_overhead(
+    settings: Settings, duration: str, rounds: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The on/off table, and where the box's CPU went per request (`_box_rows`)."""
     variants = {"on": (CURRENT, "on"), "off": (CURRENT, "off")}
-    rows = []
+    rows, box = [], {}
     with crud_processes(settings, variants) as (urls, processes):
+        stack = stack_processes(settings)
         for endpoint, target in OVERHEAD_TARGETS.items():
-            results = probe_rounds(urls, processes, ["off", "on"], target, duration, rounds)
+            results = probe_rounds(urls, processes, ["off", "on"], target, duration, rounds, stack)
             rows.append({"endpoint": endpoint, **_overhead_row(results)})
+            box[endpoint] = results
+    return rows, _box_rows(box)
+
+
+def _box_rows(results: dict[str, dict[str, list[dict[str, float]]]]) -> list[dict[str, Any]]:
+    """CPU us per request of each process tree on the box (medians over the probes), telemetry
+    off and on, by endpoint: what telemetry costs beyond the service process's own share, and
+    why the on/off ratio is below that share's ratio (the 2 cores are shared)."""
+    first = next(iter(results.values()))["off"][0]
+    names = [key.removeprefix("box_us:") for key in first if key.startswith("box_us:")]
+    rows = []
+    for name in [*names, "whole box"]:
+        row: dict[str, Any] = {"process (tree)": name}
+        for endpoint, by_mode in results.items():
+            for mode in ("off", "on"):
+                row[f"{endpoint} {mode}"] = round(
+                    statistics.median(
+                        sum(v for k, v in probe.items() if k.startswith("box_us:"))
+                        if name == "whole box"
+                        else probe[f"box_us:{name}"]
+                        for probe in by_mode[mode]
+                    )
+                )
+        rows.append(row)
     return rows
 
 
@@ -205,8 +276,9 @@ def _overhead_row(results: dict[str, list[dict[str, float]]]) -> dict[str, Any]:
 
 def section(settings: Settings, quick: bool, note: str) -> str:
     pairs = 1 if quick else 12
-    overhead = bench_overhead(settings, "5s", pairs)
+    overhead, box = bench_overhead(settings, "5s", pairs)
     console.print(overhead)
+    console.print(box)
     span_cost = bench_span_cost(2_000 if quick else 20_000)
     console.print(span_cost)
     return (
@@ -216,6 +288,13 @@ def section(settings: Settings, quick: bool, note: str) -> str:
         " medians. CPU per request is the service's own (span export\nincluded: its"
         " span relay child process), from the kernel's counters.\n\n"
         + md_table(overhead)
+        + "\n\nWhere the box's CPU goes meanwhile, in us per request (medians over the"
+        " same probes; each\nprobe counted until the pipeline has finished its spans,"
+        " 2.5 s after k6 stops). The probed\nprocess keeps about one core busy (its CPU"
+        " per request x req/s); the rest shares the\nother core, and what does not fit"
+        " there takes from the probed process. The stack's own\nservices and monitor idle"
+        " meanwhile.\n\n"
+        + md_table(box)
         + "\n\nWhere the time goes, in-process (`clickpulse_bench/span_cost.py`): an app"
         " shaped like the\ncheapest endpoint called through ASGI, no network, no"
         " database, nothing else on the CPU.\nOn the loaded box the same work costs"
