@@ -96,6 +96,23 @@ def test_a_cold_start_finds_when_the_breach_began_in_the_rules_own_data() -> Non
     assert instance.firing_since == T0 + 185
 
 
+def test_a_cold_start_does_not_replay_a_breach_from_before_the_stack_came_up() -> None:
+    # Breaching since T0 + 100 (the collector's last report was before a `nox -s down`); the
+    # stack came up again at T0 + 190. Replayed past that, it would be firing at once.
+    clock = Clock()
+    clock.now = T0 + 200
+    query = scripted(lambda end: {"crud-api": 0.5 if end >= T0 + 100 else 0.0})
+    replayed = Evaluator(query, rules=[FIVE_XX], clock=clock)
+    assert [t.after for t in replayed.evaluate()] == ["firing"]
+    evaluator = Evaluator(query, rules=[FIVE_XX], clock=clock, not_before=T0 + 190)
+    assert [t.after for t in evaluator.evaluate()] == ["pending"]
+    instance = next(iter(evaluator.status["test-5xx"].instances.values()))
+    assert instance.since == T0 + 200
+    # Still breaching: it fires once the breach has lasted `for` since the stack came up.
+    clock.now += 15
+    assert run(evaluator, clock, T0 + 245, 15) == [(230, "firing")]
+
+
 def test_a_cold_start_on_a_fresh_breach_is_pending() -> None:
     clock = Clock()
     clock.now = T0 + 200

@@ -9,8 +9,11 @@ Without such state (a cold start, or state older than three intervals) the evalu
 rule's SQL what it said one interval ago, two intervals ago, ... until the breach began or
 `for_s` is covered, because the rules are written against the window's end, not now(): the
 first answer is then the one Grafana would give if it had been evaluating all along (up to data
-that arrived late). A rule that breaches on an error (ClickHouse unreachable) or reads the
-collector live has no history: it starts pending.
+that arrived late), but not past `not_before`, when the stack came up: while it was down, Grafana
+(which runs with it) was not evaluating either, and a stack stopped on purpose is no outage.
+Replayed over a `nox -s down` of a minute, "Collector unreachable" fired at the first evaluation
+of every `nox -s up` (its last report was from before the stop). A rule that breaches on an
+error (ClickHouse unreachable) or reads the collector live has no history: it starts pending.
 
 When ClickHouse does not answer, the rules keep their last state and say why (Grafana's
 KeepLast), except the rule whose error is the alert, and the queue-backlog rule, which then
@@ -140,8 +143,11 @@ class Evaluator:
         live: LiveRead | None = None,
         rules: Sequence[Rule] = RULES,
         clock: Callable[[], float] = time.time,
+        not_before: float | None = None,
     ) -> None:
         self.query = query
+        # Breaches are not reconstructed from before this moment (see the module's docstring).
+        self.not_before = not_before
         self.live = live
         self.rules = list(rules)
         self.clock = clock
@@ -224,11 +230,14 @@ class Evaluator:
 
     def _history_start(self, rule: Rule, now: float, labels: Labels) -> float:
         """When the breach an instance shows now began, as far back as `for_s` matters, by
-        evaluating the rule's SQL at earlier moments (one interval apart)."""
+        evaluating the rule's SQL at earlier moments (one interval apart), none before
+        `not_before`."""
         step = rule.group.interval_s
         start = now
         back = step
         while back <= rule.for_s + step:
+            if self.not_before is not None and now - back < self.not_before:
+                break
             try:
                 earlier = observe(rule, self.query, now - back)
             except Exception:

@@ -32,6 +32,7 @@ from clickpulse.monitoring.evaluation import Evaluator, Transition
 from clickpulse.monitoring.notifications import STATE_FILE, notify
 from clickpulse.monitoring.postgres_stats import PostgresSample, PostgresSampler
 from clickpulse.monitoring.rules import GROUPS, RULES, Group, Rule
+from clickpulse.stack.components import stack_up_since
 from clickpulse.stack.settings import Settings
 
 SERVICE_NAME = "clickpulse-monitor"
@@ -65,7 +66,13 @@ class Monitor:
         self.directory = settings.monitor_dir
         self.webhook_url = webhook_url
         self.collector = CollectorLive(settings.collector_metrics_url)
-        self.evaluator = Evaluator(ClickHouseQuery(settings), live=self.collector.read)
+        # Breaches are not replayed from before the stack came up (under compose: before this
+        # process started, as it starts with the stack).
+        self.evaluator = Evaluator(
+            ClickHouseQuery(settings),
+            live=self.collector.read,
+            not_before=stack_up_since(settings) or time.time(),
+        )
         self.evaluator.load(self.directory / STATE_FILE)
         self.postgres = PostgresSampler(settings.pg_monitor_dsn)
         self.provider = meter_provider(settings)
