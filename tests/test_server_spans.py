@@ -5,6 +5,8 @@ the collector and ClickHouse)."""
 from __future__ import annotations
 
 import dataclasses
+import gc
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,6 +22,7 @@ from clickpulse_services.common.telemetry import (
     remember_exception,
 )
 from litestar import Litestar, get
+from litestar.exceptions import ClientException
 from litestar.params import FromPath
 from litestar.testing import TestClient
 from opentelemetry.sdk.resources import Resource
@@ -28,6 +31,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, Sampler, TraceIdRatioBased
 from opentelemetry.trace import SpanKind, StatusCode
+
+pytestmark = pytest.mark.no_stack
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 PARENT_ID = "b7ad6b7169203331"
@@ -41,6 +46,22 @@ def item(item_id: FromPath[int]) -> dict[str, int]:
 @get("/boom", sync_to_thread=False)
 def boom() -> None:
     raise RuntimeError("the handler broke")
+
+
+class Conflict(ClientException):
+    """A 4xx raised by a handler, as the services raise theirs; remembers itself weakly."""
+
+    status_code = 409
+    raised: list[weakref.ref[Conflict]] = []
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail=detail)
+        Conflict.raised.append(weakref.ref(self))
+
+
+@get("/conflict", sync_to_thread=False)
+def conflict() -> None:
+    raise Conflict("the cart is empty")
 
 
 @get("/health", sync_to_thread=False)
@@ -77,7 +98,7 @@ def traced(request: pytest.FixtureRequest) -> Iterator[tuple[TestClient[Litestar
     records: list[Record] = []
     if request.param == "relay-record":
         telemetry.hand = records.append
-    app = Litestar([item, boom, health], after_exception=[remember_exception])
+    app = Litestar([item, boom, conflict, health], after_exception=[remember_exception])
     app.asgi_handler = telemetry.server_spans(app.asgi_handler)
     with TestClient(app) as client:
         yield client, Finished(exporter, records)
@@ -162,6 +183,21 @@ def test_a_failing_handler_is_an_error_span_with_its_exception(
     assert [name for name, _ in events] == ["exception"]
     assert events[0][1]["exception.type"] == "RuntimeError"
     assert events[0][1]["exception.message"] == "the handler broke"
+
+
+def test_an_exception_answered_as_a_4xx_is_freed_with_its_request(
+    traced: tuple[TestClient[Litestar], Finished],
+) -> None:
+    # Without the garbage collector: what a request leaves in a reference cycle stays.
+    client, exporter = traced
+    gc.collect()
+    gc.disable()
+    try:
+        assert client.get("/conflict").status_code == 409
+        assert Conflict.raised[-1]() is None
+    finally:
+        gc.enable()
+    assert (_only(exporter).attributes or {})["http.response.status_code"] == 409
 
 
 def test_health_checks_are_not_traced(
