@@ -17,6 +17,7 @@ import pytest
 
 from clickpulse.stack import collector_build
 from clickpulse.stack.cli import COMPOSE_CLUSTER, compose_env
+from clickpulse.stack.components import KEEP_ALIVE_OPTION
 from clickpulse.stack.processes import StackError
 from clickpulse.stack.settings import REPO_ROOT, Settings
 from clickpulse.stack.topology import Topology
@@ -138,6 +139,18 @@ def test_the_analytics_pipeline_yields_the_cpu_to_the_request_path(
         assert services[name].get("cpu_shares") == 102, name
     for name in ("postgres", "crud-api", "ecommerce-api", "gateway"):
         assert "cpu_shares" not in services[name], name
+
+
+def test_idle_connections_outlive_the_gateways_pool_as_in_the_local_stack(
+    services: dict[str, Any],
+) -> None:
+    for name in ("crud-api", "ecommerce-api"):
+        command = services[name]["command"]
+        at = command.index(KEEP_ALIVE_OPTION[0])
+        assert tuple(command[at : at + 2]) == KEEP_ALIVE_OPTION, name
+    conf = (REPO_ROOT / "services" / "nginx" / "nginx.conf").read_text()
+    pools = re.findall(r"keepalive_timeout (\d+)s;", conf)
+    assert len(pools) == 2 and all(int(p) < int(KEEP_ALIVE_OPTION[1]) for p in pools), pools
 
 
 def test_services_run_as_replicas_behind_the_nginx_gateway(services: dict[str, Any]) -> None:

@@ -17,10 +17,11 @@ from opentelemetry.trace import TracerProvider
 
 from clickpulse_services.common.admission import RETRY_AFTER_S
 
-# uvicorn (how the stack serves the CRUD API) closes a connection idle for 5 s: closing ours
-# after 4 s means a request is not sent on one the server is closing at that moment (aiohttp
-# would retry a GET once on a fresh connection, but that is a wasted round trip).
-KEEPALIVE_S = 4.0
+# uvicorn, as the stack serves the CRUD API, closes a connection idle for 75 s
+# (clickpulse/stack/components.py, KEEP_ALIVE_OPTION): closing ours first means a request is
+# not sent on one the server is closing at that moment (aiohttp would retry a GET once on a
+# fresh connection, but that is a wasted round trip).
+KEEPALIVE_S = 60.0
 # RFC 9218 urgency (0-7, 3 the default): above a client's own requests.
 CALL_PRIORITY = "u=2"
 
