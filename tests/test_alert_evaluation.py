@@ -10,11 +10,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from clickpulse.monitoring.evaluation import ClickHouseUnavailable, Evaluator, Labels
 from clickpulse.monitoring.notifications import webhook_payload
 from clickpulse.monitoring.rules import Group, Rule, rule
+from clickpulse.stack.processes import stack_up_since
 
 pytestmark = pytest.mark.no_stack
 
@@ -111,6 +113,36 @@ def test_a_cold_start_does_not_replay_a_breach_from_before_the_stack_came_up() -
     # Still breaching: it fires once the breach has lasted `for` since the stack came up.
     clock.now += 15
     assert run(evaluator, clock, T0 + 245, 15) == [(230, "firing")]
+
+
+def test_a_state_saved_before_the_stack_came_up_is_not_taken_over(tmp_path: Path) -> None:
+    # Pending since T0 (the collector stopped first), saved; `nox -s down`, `nox -s up` at T0 + 40.
+    clock = Clock()
+    query = scripted(lambda end: {"crud-api": 0.5})
+    before = Evaluator(query, rules=[FIVE_XX], clock=clock, not_before=T0)
+    assert [t.after for t in before.evaluate()] == ["pending"]
+    before.save(tmp_path / "alerts.json")
+    clock.now = T0 + 45
+    kept = Evaluator(query, rules=[FIVE_XX], clock=clock)
+    kept.load(tmp_path / "alerts.json")
+    assert [t.after for t in kept.evaluate()] == ["firing"]  # 45 s pending > for (30 s)
+    after = Evaluator(query, rules=[FIVE_XX], clock=clock, not_before=T0 + 40)
+    after.load(tmp_path / "alerts.json")
+    assert [t.after for t in after.evaluate()] == ["pending"]
+    assert next(iter(after.status["test-5xx"].instances.values())).since == T0 + 45
+
+
+def test_the_stack_is_up_since_its_oldest_live_recorded_process(tmp_path: Path) -> None:
+    me = psutil.Process()
+    parent = me.parent()
+    assert parent is not None
+    for name, proc in (("crud-api", me), ("clickhouse", parent)):
+        record = {"pid": proc.pid, "create_time": proc.create_time()}
+        (tmp_path / f"{name}.pid").write_text(json.dumps(record))
+    # A pid recorded for a process long gone, now someone else's: not part of the stack.
+    (tmp_path / "collector.pid").write_text(json.dumps({"pid": me.pid, "create_time": 1.0}))
+    assert stack_up_since(tmp_path) == min(me.create_time(), parent.create_time())
+    assert stack_up_since(tmp_path / "compose-has-none") is None
 
 
 def test_a_cold_start_on_a_fresh_breach_is_pending() -> None:

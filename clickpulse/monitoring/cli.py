@@ -28,7 +28,7 @@ from clickpulse.monitoring.collector_live import CollectorLive
 from clickpulse.monitoring.evaluation import Evaluator, Instance, RuleStatus, format_value
 from clickpulse.monitoring.notifications import STATE_FILE
 from clickpulse.monitoring.rules import RULES, Rule
-from clickpulse.stack.components import stack_up_since
+from clickpulse.stack.processes import stack_up_since
 from clickpulse.stack.settings import Settings
 
 console = Console()
@@ -98,7 +98,7 @@ def evaluate_now(settings: Settings) -> tuple[Evaluator, float | None]:
     evaluator = Evaluator(
         ClickHouseQuery(settings),
         live=CollectorLive(settings.collector_metrics_url).read,
-        not_before=stack_up_since(settings),
+        not_before=stack_up_since(settings.run_dir),
     )
     state_file = settings.monitor_dir / STATE_FILE
     age = time.time() - state_file.stat().st_mtime if state_file.exists() else None

@@ -12,7 +12,8 @@ first answer is then the one Grafana would give if it had been evaluating all al
 that arrived late), but not past `not_before`, when the stack came up: while it was down, Grafana
 (which runs with it) was not evaluating either, and a stack stopped on purpose is no outage.
 Replayed over a `nox -s down` of a minute, "Collector unreachable" fired at the first evaluation
-of every `nox -s up` (its last report was from before the stop). A rule that breaches on an
+of every `nox -s up` (its last report was from before the stop). States saved before then are
+not taken over either. A rule that breaches on an
 error (ClickHouse unreachable) or reads the collector live has no history: it starts pending.
 
 When ClickHouse does not answer, the rules keep their last state and say why (Grafana's
@@ -257,9 +258,12 @@ class Evaluator:
         error: str | None,
     ) -> list[Transition]:
         previous = self.status.get(rule.uid)
+        # A state saved before the stack came up is not carried over either: a pending breach
+        # seen before a `nox -s down` went on as firing right after a quick `nox -s up`.
         fresh = (
             previous is not None
             and now - previous.evaluated_at <= STALE_AFTER_INTERVALS * rule.group.interval_s
+            and (self.not_before is None or previous.evaluated_at >= self.not_before)
         )
         known: dict[str, Instance] = previous.instances if previous and fresh else {}
         status = RuleStatus(rule.uid, now, error=error, source=source)

@@ -32,7 +32,7 @@ from clickpulse.monitoring.evaluation import Evaluator, Transition
 from clickpulse.monitoring.notifications import STATE_FILE, notify
 from clickpulse.monitoring.postgres_stats import PostgresSample, PostgresSampler
 from clickpulse.monitoring.rules import GROUPS, RULES, Group, Rule
-from clickpulse.stack.components import stack_up_since
+from clickpulse.stack.processes import stack_up_since
 from clickpulse.stack.settings import Settings
 
 SERVICE_NAME = "clickpulse-monitor"
@@ -71,7 +71,7 @@ class Monitor:
         self.evaluator = Evaluator(
             ClickHouseQuery(settings),
             live=self.collector.read,
-            not_before=stack_up_since(settings) or time.time(),
+            not_before=stack_up_since(settings.run_dir) or time.time(),
         )
         self.evaluator.load(self.directory / STATE_FILE)
         self.postgres = PostgresSampler(settings.pg_monitor_dsn)

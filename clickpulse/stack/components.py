@@ -556,14 +556,3 @@ def all_components(settings: Settings) -> list[Component]:
         WebService(settings, "ecommerce-api", "clickpulse_services.shop.app:app", p.ecommerce_api),
         Monitor(settings),
     ]
-
-
-def stack_up_since(settings: Settings) -> float | None:
-    """When the running local stack came up: the start of its oldest running process (None when
-    none runs, as under compose). A component restarted alone does not move it."""
-    starts = [
-        proc.create_time()
-        for component in all_components(settings)
-        if (proc := component.process.running()) is not None
-    ]
-    return min(starts, default=None)

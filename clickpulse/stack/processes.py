@@ -42,16 +42,7 @@ class ManagedProcess:
 
     def running(self) -> psutil.Process | None:
         """The live process recorded in the pid file; a recycled pid does not count."""
-        try:
-            record = json.loads(self.pid_file.read_text())
-            proc = psutil.Process(record["pid"])
-            if not _same_start(proc, record):
-                return None
-            if proc.status() == psutil.STATUS_ZOMBIE:
-                return None
-            return proc
-        except (FileNotFoundError, ValueError, KeyError, psutil.Error):
-            return None
+        return recorded_process(self.pid_file)
 
     def at_its_niceness(self, proc: psutil.Process) -> bool:
         """Whether `proc` runs at the niceness `start` gives (`nice -n` adds to ours)."""
@@ -156,6 +147,32 @@ def lower_autogroup_priority(pid: int, niceness: int) -> None:
         return
     with contextlib.suppress(OSError):  # the process already exited: its start reports it
         group.write_text(str(niceness))
+
+
+def recorded_process(pid_file: Path) -> psutil.Process | None:
+    """The live process a pid file records; a recycled pid does not count."""
+    try:
+        record = json.loads(pid_file.read_text())
+        proc = psutil.Process(record["pid"])
+        if not _same_start(proc, record):
+            return None
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return proc
+    except (FileNotFoundError, ValueError, KeyError, psutil.Error):
+        return None
+
+
+def stack_up_since(run_dir: Path) -> float | None:
+    """When the running local stack came up: the start of its oldest live process recorded in
+    `run_dir` (None when none runs, as under compose). A component restarted alone does not
+    move it."""
+    starts = [
+        proc.create_time()
+        for pid_file in sorted(run_dir.glob("*.pid"))
+        if (proc := recorded_process(pid_file)) is not None
+    ]
+    return min(starts, default=None)
 
 
 def _start_of(proc: psutil.Process) -> dict[str, float]:
