@@ -230,27 +230,32 @@ def bench_overhead(
     return rows, _box_rows(box)
 
 
+def _box_of(probe: dict[str, float]) -> dict[str, float]:
+    """A probe's CPU us per request by process tree, and the whole box's."""
+    box = {k.removeprefix("box_us:"): v for k, v in probe.items() if k.startswith("box_us:")}
+    return {**box, "whole box": sum(box.values())}
+
+
 def _box_rows(results: dict[str, dict[str, list[dict[str, float]]]]) -> list[dict[str, Any]]:
     """CPU us per request of each process tree on the box (medians over the probes), telemetry
     off and on, by endpoint: what telemetry costs beyond the service process's own share, and
     why the on/off ratio is below that share's ratio (the 2 cores are shared)."""
-    first = next(iter(results.values()))["off"][0]
-    names = [key.removeprefix("box_us:") for key in first if key.startswith("box_us:")]
-    rows = []
-    for name in [*names, "whole box"]:
-        row: dict[str, Any] = {"process (tree)": name}
-        for endpoint, by_mode in results.items():
-            for mode in ("off", "on"):
-                row[f"{endpoint} {mode}"] = round(
-                    statistics.median(
-                        sum(v for k, v in probe.items() if k.startswith("box_us:"))
-                        if name == "whole box"
-                        else probe[f"box_us:{name}"]
-                        for probe in by_mode[mode]
-                    )
-                )
-        rows.append(row)
-    return rows
+    boxes = {
+        endpoint: {mode: [_box_of(probe) for probe in by_mode[mode]] for mode in ("off", "on")}
+        for endpoint, by_mode in results.items()
+    }
+    names = list(next(iter(boxes.values()))["off"][0])
+    return [
+        {
+            "process (tree)": name,
+            **{
+                f"{endpoint} {mode}": round(statistics.median(box[name] for box in by_mode[mode]))
+                for endpoint, by_mode in boxes.items()
+                for mode in ("off", "on")
+            },
+        }
+        for name in names
+    ]
 
 
 def _overhead_row(results: dict[str, list[dict[str, float]]]) -> dict[str, Any]:

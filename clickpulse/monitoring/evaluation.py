@@ -13,8 +13,8 @@ that arrived late), but not past `not_before`, when the stack came up: while it 
 (which runs with it) was not evaluating either, and a stack stopped on purpose is no outage.
 Replayed over a `nox -s down` of a minute, "Collector unreachable" fired at the first evaluation
 of every `nox -s up` (its last report was from before the stop). States saved before then are
-not taken over either. A rule that breaches on an
-error (ClickHouse unreachable) or reads the collector live has no history: it starts pending.
+not taken over either. A rule that breaches on an error (ClickHouse unreachable) or reads the
+collector live has no history: it starts pending.
 
 When ClickHouse does not answer, the rules keep their last state and say why (Grafana's
 KeepLast), except the rule whose error is the alert, and the queue-backlog rule, which then
