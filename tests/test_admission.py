@@ -14,6 +14,7 @@ import pytest
 from clickpulse_services.common.admission import (
     BURST_WAIT_S,
     INTERVAL_S,
+    STANDING_MEMORY_S,
     STANDING_WAIT_S,
     Admission,
 )
@@ -122,17 +123,22 @@ def test_once_waits_run_out_the_queue_is_standing_and_the_next_wait_is_short() -
         app, admission, held = await _occupied()
         in_burst = await _call(admission)  # nothing frees the slot: runs out after BURST_WAIT_S
         standing = await _call(admission)
+        # The queue emptied (the waits ran out) and stayed empty past INTERVAL_S: it still
+        # stands, a wait ran out less than STANDING_MEMORY_S ago.
         await asyncio.sleep(INTERVAL_S * 1.5)
-        recovered = await _call(admission)  # no wait ran out for INTERVAL_S: a burst again
+        still = await _call(admission)
+        await asyncio.sleep(STANDING_MEMORY_S * 1.2)
+        recovered = await _call(admission)  # no wait ran out for STANDING_MEMORY_S: a burst again
         app.release()
         await held
-        return [in_burst, standing, recovered]
+        return [in_burst, standing, still, recovered]
 
-    in_burst, standing, recovered = asyncio.run(scenario())
-    assert [r[0] for r in (in_burst, standing, recovered)] == [503, 503, 503]
+    in_burst, standing, still, recovered = asyncio.run(scenario())
+    assert [r[0] for r in (in_burst, standing, still, recovered)] == [503, 503, 503, 503]
     assert in_burst[2] >= BURST_WAIT_S * 0.9
     # The standing queue's deadline, with room for a slow box (still well under the burst's).
-    assert STANDING_WAIT_S * 0.9 <= standing[2] < (STANDING_WAIT_S + BURST_WAIT_S) / 2
+    for short in (standing, still):
+        assert STANDING_WAIT_S * 0.9 <= short[2] < (STANDING_WAIT_S + BURST_WAIT_S) / 2
     assert recovered[2] >= BURST_WAIT_S * 0.9
 
 
@@ -143,6 +149,31 @@ async def _served(app: Held, admission: Admission, task: asyncio.Task[Any]) -> i
     status: int = (await task)[0]
     assert admission.in_flight == 0 and admission.queued == 0
     return status
+
+
+def test_a_standing_queue_holds_a_request_per_slot_and_sheds_the_next_at_once() -> None:
+    async def scenario() -> tuple[int, str, int, list[tuple[int, str, float]]]:
+        app, admission, held = await _occupied()
+        await _call(admission)  # nothing frees the slot: its wait runs out, the queue stands
+        waiting = asyncio.create_task(_call(admission))  # the one waiter a slot of 1 gets
+        urgent = asyncio.create_task(_call(admission, [(b"priority", CALL_PRIORITY.encode())]))
+        await asyncio.sleep(0)
+        queued = admission.queued
+        # Decided on arrival, before any wait's timer could run: no loop step in between.
+        status, detail, _ = await _call(admission)
+        for task in (held, urgent, waiting):  # one request served at a time
+            while not task.done():
+                app.release()
+                await asyncio.sleep(0)
+        assert admission.in_flight == 0 and admission.queued == 0
+        return status, detail, queued, [held.result(), urgent.result()]
+
+    status, detail, queued, served = asyncio.run(scenario())
+    assert status == 503 and "1 requests in flight and as many waiting" in detail
+    # The waiter and the urgent request (the shop's call, not held back by the cap) queued,
+    # and the urgent one had the slot next.
+    assert queued == 2
+    assert [r[0] for r in served] == [200, 200]
 
 
 def test_a_request_that_leaves_the_queue_frees_its_place() -> None:

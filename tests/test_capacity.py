@@ -50,7 +50,7 @@ def test_past_its_in_flight_limit_a_service_sheds_fast_and_the_shed_requests_are
         first = shed[0]
         assert first.headers["Retry-After"] == "1"
         assert "over capacity" in first.json()["detail"]
-        # Each waited at most the queue's burst wait for a slot (30 ms; after the first ran
+        # Each waited at most the queue's burst wait for a slot (150 ms; after the first ran
         # out, the standing queue's 20 ms): well under the 1 s it tells the client to wait.
         assert max(r.elapsed.total_seconds() for r in shed) < 0.5
         # Once the stuck request is gone, the same process serves again.

@@ -5,11 +5,14 @@ At most `limit` requests run at once in a process. The next ones wait for a slot
 queue with a controlled delay, as in Facebook's "Fail at Scale" (Maurer, ACM Queue 2015): a
 request may wait up to `BURST_WAIT_S` for a slot while the queue keeps emptying (a burst), but
 only `STANDING_WAIT_S` once it has not been emptied by served requests for `INTERVAL_S`, or
-while waits ran out within the last `INTERVAL_S` (a standing queue: the process is over
+while waits ran out within the last `STANDING_MEMORY_S` (a standing queue: the process is over
 capacity; a queue emptied by waits running out does not count as emptied, or it would never look
-standing). A full queue, or a wait past its deadline, is a 503 with `Retry-After`. A request
+standing). A standing queue holds at most `limit` requests, one for each slot to take the
+moment it frees: the next ones are shed at once, not after a wait that would only delay their
+503. A full queue, or a wait past its deadline, is a 503 with `Retry-After`. A request
 asking for more urgency than the default (RFC 9218's `Priority: u=N`, N < 3: the shop's calls
-to the CRUD API) waits ahead of the others; it only moves up the queue, the limits stay.
+to the CRUD API) waits ahead of the others, and a standing queue's cap does not apply to it (a
+shed call costs the shop's whole request); the other limits stay.
 
 Why a small limit and a queue, rather than the former 32 in flight and no queue: a process that
 admits more requests than it needs to keep its CPU busy does not serve more, it serves each one
@@ -43,6 +46,25 @@ the one run that counted them; with 20 ms, 0-17 in 5 runs. A client holding far 
 open to one process than its limit gets 503s (the overhead bench's processes run with a higher
 limit).
 
+Why a standing queue holds only `limit` requests and stays standing `STANDING_MEMORY_S` (2 s)
+after a wait ran out, not `INTERVAL_S`: past capacity, every request the queue held beyond what
+the slots take within the deadline waited its 20 ms (more on a busy loop, whose timers fire
+late) for a 503; and the shop's queue, whose slots free in waves as the CRUD API answers its
+calls, kept emptying and counting as a burst again, so its sheds waited the burst's 150 ms
+(13 % of them over 100 ms, all through a 30 s run at 2x). Runs at 1,600 req/s (about 2x this
+slower machine's capacity, 2026-12-02), 30 s each, services restarted and warmed up before
+each, interleaved: the 503s' own spans took p99 50-75 ms (8 runs) against 152-182 (5 runs as
+before) and 154-166 with the cap alone (2 runs, 500 ms memory), nearly all of them now shed at
+once (0.2 ms); at the client the shed p99 was 261-578 ms (median 419) against 440-626 (505),
+the goodput 401-639 req/s (median 524) against 405-700 (546): the box, not the queue, sets
+those two, and the machine slowed down through the runs. At about capacity (400 req/s,
+3 runs each) the shed share was 0, 0.13 and 0 % against 0, 0 and 6.4 %; at 500 req/s (past it)
+0.8-2.3 % against 0.5-6.7 %. What the client waits beyond the span is k6's and the kernel's:
+with the box ~95 % busy at 2x (CRUD API 0.64 of a core, k6 0.45, shop 0.35, PostgreSQL 0.18,
+ClickHouse 0.12), a `GET /health` probe at niceness -15 took p50 13 ms and p99 82 ms to the
+CRUD API (2 ms idle), 9 and 119 ms to the shop; k6 at niceness -10 (all its threads) cut the
+client's shed p99 to 275-336 ms against 297-464 in runs beside it.
+
 Why up to 256 requests may wait, not 64: the waits bound how long a request waits; the queue's
 length only bounds what a burst may leave waiting at once. At 1,000 req/s of the mixed scenario
 (a CPU-cheap shop, the CRUD API the busiest process at ~48 % of a core), nearly every request
@@ -59,12 +81,14 @@ The urgent calls, at 776 req/s with 100/20 ms waits both: shed p99 at the client
 without them (30 ms waits) and ~165 with them (30/5 ms), the slowest kind of shed answer (p99
 200-330 ms).
 
-Why a wait is not cut short when the queue ahead looks too long to clear by its deadline (tried:
-shed at once when waiters ahead x the mean time a slot is held / `limit` passes the deadline; not
-kept): at 800 req/s, 9 pairs of runs interleaved with the code as it is, the shed answers' spans
-took p50 0.1 ms against 26 and p99 57-65 ms against 72-100, but at the client the shed p99 was no
-better (median 164 against 145 ms; runs 103-248 against 115-166) nor the goodput (median 565
-against 594 req/s); at 400-425 req/s the errors were within the spread. Shedding at half the
+Why a wait is not cut short by an estimate of the queue ahead (tried before the standing
+queue's cap: shed at once when waiters ahead x the mean time a slot is held / `limit` passes the
+deadline; not kept; the cap is a simpler bound, and came with the longer standing memory,
+without which it did not help): at 800 req/s, 9 pairs of runs interleaved with the code as it
+was, the shed answers' spans took p50 0.1 ms against 26 and p99 57-65 ms against 72-100, but at
+the client the shed p99 was no better (median 164 against 145 ms; runs 103-248 against 115-166)
+nor the goodput (median 565 against 594 req/s); at 400-425 req/s the errors were within the
+spread. Shedding at half the
 deadline got the spans' p99 to 45-54 ms and lost a fifth of the goodput (2 runs). At overload on
 this box the client's wait is k6's and the kernel's, not the queue's.
 
@@ -90,11 +114,14 @@ RETRY_AFTER_S = 1
 # The controlled delay (see the module's docstring): how long the queue must stay non-empty to
 # count as standing (Fail at Scale's interval), and how long a request may wait for a slot
 # during a burst (long enough to ride out the process being descheduled for a moment) and once
-# the queue is standing. In the spans of runs at 2x capacity, the shed answers took p99
-# ~60-160 ms all the same: timers fire late on a busy event loop.
+# the queue is standing. A wait that runs out at 2x capacity took p99 ~85-160 ms in its span
+# all the same (timers fire late on a busy event loop): most sheds there now wait for nothing.
 INTERVAL_S = 0.5
 BURST_WAIT_S = 0.15
 STANDING_WAIT_S = 0.02
+# How long the queue still counts as standing after a wait ran out: past capacity the queue
+# empties now and then between waves of answers, and each time looked like a burst again.
+STANDING_MEMORY_S = 2.0
 # A wait's timer this late means the loop stalled (a long callback, a garbage collection): the
 # wait gets one more look once the requests answered during the stall have resumed (`_expire`).
 LATE_S = 0.01
@@ -143,12 +170,13 @@ class Admission:
         self.queued = 0
         # When served requests last emptied the queue, and when a wait last ran out.
         self.empty_at = monotonic()
-        self.expired_at = -INTERVAL_S
+        self.expired_at = -STANDING_MEMORY_S
         self.route_of = route_of
         self.shed = {
             reason: shed_response(f"over capacity: {detail}; retry after {RETRY_AFTER_S} s")
             for reason, detail in (
                 ("queue_full", f"{limit} requests in flight and {max_queued} waiting"),
+                ("queue_standing", f"{limit} requests in flight and as many waiting"),
                 ("queue_timeout", f"no slot free in time ({limit} requests in flight)"),
             )
         }
@@ -172,10 +200,12 @@ class Admission:
         if self.queued >= self.max_queued:
             return "queue_full"
         now = monotonic()
-        standing = now - self.expired_at < INTERVAL_S
+        standing = now - self.expired_at < STANDING_MEMORY_S
         if not self.queued and not standing:
             self.empty_at = now
         standing = standing or now - self.empty_at > INTERVAL_S
+        if standing and not urgent and self.queued >= self.limit:
+            return "queue_standing"
         deadline = STANDING_WAIT_S if standing else BURST_WAIT_S
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[bool] = loop.create_future()
