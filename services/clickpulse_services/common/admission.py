@@ -57,7 +57,9 @@ each, interleaved: the 503s' own spans took p99 50-75 ms (8 runs) against 152-18
 before) and 154-166 with the cap alone (2 runs, 500 ms memory), nearly all of them now shed at
 once (0.2 ms); at the client the shed p99 was 261-578 ms (median 419) against 440-626 (505),
 the goodput 401-639 req/s (median 524) against 405-700 (546): the box, not the queue, sets
-those two, and the machine slowed down through the runs. At about capacity (400 req/s,
+those two, and the machine slowed down through the runs. A cap of half the slots (3 runs
+interleaved with 3 of this one): spans p99 31-66 ms against 60-93, but goodput 549-594 req/s
+against 655-824 (slots went idle). At about capacity (400 req/s,
 3 runs each) the shed share was 0, 0.13 and 0 % against 0, 0 and 6.4 %; at 500 req/s (past it)
 0.8-2.3 % against 0.5-6.7 %. What the client waits beyond the span is k6's and the kernel's:
 with the box ~95 % busy at 2x (CRUD API 0.64 of a core, k6 0.45, shop 0.35, PostgreSQL 0.18,
