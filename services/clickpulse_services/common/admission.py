@@ -59,13 +59,13 @@ once (0.2 ms); at the client the shed p99 was 261-578 ms (median 419) against 44
 the goodput 401-639 req/s (median 524) against 405-700 (546): the box, not the queue, sets
 those two, and the machine slowed down through the runs. A cap of half the slots (3 runs
 interleaved with 3 of this one): spans p99 31-66 ms against 60-93, but goodput 549-594 req/s
-against 655-824 (slots went idle). At about capacity (400 req/s,
-3 runs each) the shed share was 0, 0.13 and 0 % against 0, 0 and 6.4 %; at 500 req/s (past it)
-0.8-2.3 % against 0.5-6.7 %. What the client waits beyond the span is k6's and the kernel's:
-with the box ~95 % busy at 2x (CRUD API 0.64 of a core, k6 0.45, shop 0.35, PostgreSQL 0.18,
-ClickHouse 0.12), a `GET /health` probe at niceness -15 took p50 13 ms and p99 82 ms to the
-CRUD API (2 ms idle), 9 and 119 ms to the shop; k6 at niceness -10 (all its threads) cut the
-client's shed p99 to 275-336 ms against 297-464 in runs beside it.
+against 655-824 (slots went idle). At about capacity (400 req/s, 3 runs each) the shed share
+was 0, 0.13 and 0 % against 0, 0 and 6.4 %; at 500 req/s (past it) 0.8-2.3 % against 0.5-6.7 %.
+What the client waits beyond the span is k6's and the kernel's: with the box ~95 % busy at 2x
+(CRUD API 0.64 of a core, k6 0.45, shop 0.35, PostgreSQL 0.18, ClickHouse 0.12), a
+`GET /health` probe at niceness -15 took p50 13 ms and p99 82 ms to the CRUD API (2 ms idle), 9
+and 119 ms to the shop; k6 at niceness -10 (all its threads) cut the client's shed p99 to
+275-336 ms against 297-464 in runs beside it.
 
 Why up to 256 requests may wait, not 64: the waits bound how long a request waits; the queue's
 length only bounds what a burst may leave waiting at once. At 1,000 req/s of the mixed scenario
@@ -90,9 +90,9 @@ without which it did not help): at 800 req/s, 9 pairs of runs interleaved with t
 was, the shed answers' spans took p50 0.1 ms against 26 and p99 57-65 ms against 72-100, but at
 the client the shed p99 was no better (median 164 against 145 ms; runs 103-248 against 115-166)
 nor the goodput (median 565 against 594 req/s); at 400-425 req/s the errors were within the
-spread. Shedding at half the
-deadline got the spans' p99 to 45-54 ms and lost a fifth of the goodput (2 runs). At overload on
-this box the client's wait is k6's and the kernel's, not the queue's.
+spread. Shedding at half the deadline got the spans' p99 to 45-54 ms and lost a fifth of the
+goodput (2 runs). At overload on this box the client's wait is k6's and the kernel's, not the
+queue's.
 
 The middleware sits inside the server-span middleware: a shed request is a span like any other
 (status 503, its route, and `app.shed.reason`).
