@@ -245,3 +245,83 @@ def test_most_viewed_products_are_named(reader: Client, traffic: dict[str, Any])
     _, rows = _query(reader, expand(panel.sql, around, Variables({"region": ["eu-west"]})))
     # Viewed once by the session, once by the shop confirming the product for the cart.
     assert rows == [("Traffic Lamp", "home", 2)], rows
+
+
+def _emit_past_requests(settings: Settings, service: str, starts: list[datetime]) -> None:
+    """One 5 ms server request of `service` at each of `starts`, through the real collector."""
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.trace import SpanKind
+
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": service, "service.namespace": "clickpulse"})
+    )
+    provider.add_span_processor(
+        BatchSpanProcessor(
+            OTLPSpanExporter(
+                endpoint=f"http://{settings.host}:{settings.ports.otlp_grpc}", insecure=True
+            )
+        )
+    )
+    tracer = provider.get_tracer("clickpulse.tests")
+    for start in starts:
+        start_ns = int(start.timestamp() * 1e9)
+        span = tracer.start_span(
+            "GET /products",
+            kind=SpanKind.SERVER,
+            start_time=start_ns,
+            attributes={
+                "http.route": "/products",
+                "http.request.method": "GET",
+                "http.response.status_code": 200,
+            },
+        )
+        span.end(end_time=start_ns + 5_000_000)
+    provider.shutdown()
+
+
+def test_minutes_without_requests_are_zero_traffic_and_no_latency(
+    reader: Client, settings: Settings, unique_service: str, wait_for: Callable[..., Any]
+) -> None:
+    """A stack down for minutes: the traffic lines drop to 0 there and the latency lines
+    break, where they used to run straight from the last minute before to the first after."""
+    first = (datetime.now(UTC) - timedelta(days=2)).replace(second=10, microsecond=0)
+    last = first + timedelta(minutes=5)
+    _emit_past_requests(settings, unique_service, [first, last])
+    minutes = TimeRange(first - timedelta(minutes=2), last + timedelta(minutes=3))
+    assert minutes.interval_s <= 60
+    only_this = Variables({"service": [unique_service]})
+    panels = {p.title: p for board in DASHBOARDS.values() for p in board.panels}
+
+    def rows_of(title: str) -> list[tuple[Any, ...]]:
+        return _query(reader, expand(panels[title].sql, minutes, only_this))[1]
+
+    assert wait_for(lambda: sum(r[2] for r in rows_of("Requests per second by service")) > 0.03)
+    start = first.replace(second=0, tzinfo=None)
+    every_minute = [start + timedelta(minutes=m) for m in range(-2, 9)]
+    rps = rows_of("Requests per second by service")
+    assert [r[0] for r in rps] == every_minute
+    assert {r[1] for r in rps} == {unique_service}
+    assert [round(r[2] * 60) for r in rps] == [0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0]
+    latency = rows_of("Latency: average and p95")
+    assert [r[0] for r in latency] == every_minute
+    averages = [r[1] for r in latency]
+    assert averages[2] == pytest.approx(5, abs=0.5) and averages[7] == pytest.approx(5, abs=0.5)
+    assert averages[:2] + averages[3:7] + averages[8:] == [None] * 9
+    assert all(r[2] is None for r in latency if r[1] is None)
+    error_rate = rows_of("Error rate (5xx share)")
+    assert [r[1] for r in error_rate] == [
+        None,
+        None,
+        0,
+        None,
+        None,
+        None,
+        None,
+        0,
+        None,
+        None,
+        None,
+    ]

@@ -8,11 +8,13 @@ from clickpulse_grafana.panels import rollup_series
 from clickpulse_grafana.sql_fragments import (
     AUDIENCE_HOURLY,
     AUDIENCE_RAW,
+    AUDIENCE_STEP,
     FILTERS,
     FUNNEL,
     HLL,
     RAW,
     ROLLUP,
+    every_bucket,
 )
 
 
@@ -76,16 +78,17 @@ FROM ({FUNNEL}
         Panel(
             title="Active users over time",
             type="timeseries",
+            # A bucket without a user is 0 users (filled), not a line across it.
             sql=f"""
 SELECT time, sum(users) AS users FROM (
-  SELECT toStartOfInterval(ts, INTERVAL greatest($__interval_s, 3600) second) AS time,
+  SELECT toStartOfInterval(ts, INTERVAL {AUDIENCE_STEP} second) AS time,
          {HLL}(users) AS users
   FROM {AUDIENCE_HOURLY} GROUP BY time
   UNION ALL
-  SELECT toStartOfInterval(timestamp, INTERVAL greatest($__interval_s, 60) second) AS time,
+  SELECT toStartOfInterval(timestamp, INTERVAL {AUDIENCE_STEP} second) AS time,
          uniqIf(user_id, user_id != '')
   FROM {AUDIENCE_RAW} GROUP BY time
-) GROUP BY time ORDER BY time""",
+) GROUP BY time ORDER BY time {every_bucket(AUDIENCE_STEP)}""",
             shape="timeseries",
             unit="short",
             uses_rollup=True,

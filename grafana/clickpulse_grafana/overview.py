@@ -30,7 +30,9 @@ OVERVIEW = Dashboard(
         ),
         rollup_series(
             "Latency: average and p95",
-            f"sum(latency_sum_ms) / sum(requests) AS avg_ms, {P95} AS p95_ms",
+            # Nullable: a minute without requests has no latency (a gap, not 0 ms).
+            f"sum(latency_sum_ms) / nullIf(sum(requests), 0) AS avg_ms,"
+            f" toNullable({P95}) AS p95_ms",
             unit="ms",
             value_range=(0, 600_000),
         ),

@@ -53,7 +53,8 @@ GROUP BY route ORDER BY p95_ms DESC""",
         ),
         rollup_series(
             "Error rate (5xx share)",
-            "sum(server_errors) / sum(requests) AS error_rate",
+            # Nullable: a minute without requests has no error rate (a gap, not 0 %).
+            "sum(server_errors) / nullIf(sum(requests), 0) AS error_rate",
             unit="percentunit",
             value_range=(0, 1),
         ),

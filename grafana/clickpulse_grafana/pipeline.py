@@ -11,6 +11,7 @@ difference between consecutive samples, a drop being a restart."""
 from __future__ import annotations
 
 from clickpulse_grafana.panel_model import Column, Dashboard, Panel
+from clickpulse_grafana.sql_fragments import every_bucket
 
 # Seconds per bucket: the dashboard's interval, at least 30 s.
 STEP = "greatest($__interval_s, 30)"
@@ -64,8 +65,7 @@ SELECT * FROM (
         'otelcol_receiver_accepted_spans', 'otelcol_receiver_accepted_metric_points',
         'otelcol_receiver_accepted_log_records')
     GROUP BY time, signal
-    ORDER BY signal, time WITH FILL
-        FROM {BUCKET.format(column="$__fromTime")} TO $__toTime STEP toIntervalSecond({STEP})
+    ORDER BY signal, time {every_bucket(STEP)}
 )
 ORDER BY time, signal""",
             shape="timeseries",

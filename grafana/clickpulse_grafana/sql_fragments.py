@@ -35,6 +35,7 @@ P50, P95, P99 = (
 # `$__conditionalAll(0, $endpoint)` is 1=1 for "All" and 0 otherwise: both WHEREs stay constants.
 AUDIENCE_WIDE = "$__interval_s >= 300 AND $__conditionalAll(0, $endpoint)"
 HLL = "uniqCombinedMerge(12)"
+AUDIENCE_STEP = f"if({AUDIENCE_WIDE}, greatest($__interval_s, 3600), greatest($__interval_s, 60))"
 AUDIENCE_HOURLY = (
     f"analytics.audience_1h WHERE {AUDIENCE_WIDE} AND $__timeFilter(ts) AND {SERVICE} AND {REGION}"
 )
@@ -52,12 +53,32 @@ FUNNEL = f"""
   FROM {AUDIENCE_RAW} AND session_id != ''"""
 
 
+def every_bucket(step: str) -> str:
+    """The ORDER BY modifier that adds the range's empty buckets of `step` seconds."""
+    return (
+        f"WITH FILL FROM toStartOfInterval($__fromTime, INTERVAL {step} second) TO $__toTime"
+        f" STEP toIntervalSecond({step})"
+    )
+
+
 def rollup_over_time(columns: str, *, by_service: bool = False) -> str:
-    """The look-alike time series over the rollups: one row per bucket (and service)."""
-    group = "time, service_name" if by_service else "time"
-    service = " service_name," if by_service else ""
-    return f"""
-SELECT {BUCKET} AS time,{service} {columns}
+    """The look-alike time series over the rollups: one row per bucket (and service) of the
+    whole range, a bucket without requests included (WITH FILL). Without it a line ran straight
+    across the minutes the stack was down, drawing traffic that never came. A filled row holds
+    its columns' defaults: 0 for a count or a rate; a column undefined without requests (a
+    latency, a share) is Nullable, so its row holds NULL and the line breaks there."""
+    fill = every_bucket(STEP)
+    if not by_service:
+        return f"""
+SELECT {BUCKET} AS time, {columns}
 FROM {ROLLUP}
 WHERE {FILTERS}
-GROUP BY {group} ORDER BY time"""
+GROUP BY time ORDER BY time {fill}"""
+    # Filled per service (the sort's prefix), then in time order for Grafana.
+    return f"""
+SELECT * FROM (
+    SELECT {BUCKET} AS time, service_name, {columns}
+    FROM {ROLLUP}
+    WHERE {FILTERS}
+    GROUP BY time, service_name ORDER BY service_name, time {fill}
+) ORDER BY time, service_name"""
