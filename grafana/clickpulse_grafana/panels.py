@@ -4,7 +4,7 @@ lists with their link to a trace."""
 from __future__ import annotations
 
 from clickpulse_grafana.panel_model import Column, Link, Panel
-from clickpulse_grafana.sql_fragments import FILTERS, RAW, rollup_over_time
+from clickpulse_grafana.sql_fragments import FILTERS, RAW, every_bucket, rollup_over_time
 
 
 def rollup_series(
@@ -29,26 +29,36 @@ def rollup_series(
     )
 
 
+# Seconds per bucket of the process gauges: the services report every 5 s and the monitor
+# about every 15 s (after each PostgreSQL sample), so a finer bucket holds a report of one
+# process and the next bucket none, and Grafana drew those series as scattered dots.
+GAUGE_STEP = "greatest($__interval_s, 30)"
+
+
 def process_gauge(
     title: str, *, metric: str, aggregate: str, alias: str, unit: str, ceiling: float
 ) -> Panel:
     """A per-service time series of one of the services' process gauges (OTel metrics): each
     process's own value over the interval, summed over the service's processes (N workers,
-    replicas), since a service with two processes uses the CPU and memory of both."""
+    replicas), since a service with two processes uses the CPU and memory of both. A bucket
+    without a report (the service was down) is NULL: a gap, not a line across it."""
     return Panel(
         title=title,
         type="timeseries",
         sql=f"""
-SELECT time, service, sum(value) AS {alias}
-FROM (
-    SELECT $__timeInterval(TimeUnix) AS time, ServiceName AS service,
-           ResourceAttributes['service.instance.id'] AS instance, {aggregate}(Value) AS value
-    FROM otel.otel_metrics_gauge
-    WHERE $__timeFilter(TimeUnix) AND MetricName = '{metric}'
-      AND $__conditionalAll(ServiceName IN (${{service:sqlstring}}), $service)
-    GROUP BY time, service, instance
-)
-GROUP BY time, service ORDER BY time""",
+SELECT * FROM (
+    SELECT time, service, toNullable(sum(value)) AS {alias}
+    FROM (
+        SELECT toStartOfInterval(TimeUnix, INTERVAL {GAUGE_STEP} second) AS time,
+               ServiceName AS service, ResourceAttributes['service.instance.id'] AS instance,
+               {aggregate}(Value) AS value
+        FROM otel.otel_metrics_gauge
+        WHERE $__timeFilter(TimeUnix) AND MetricName = '{metric}'
+          AND $__conditionalAll(ServiceName IN (${{service:sqlstring}}), $service)
+        GROUP BY time, service, instance
+    )
+    GROUP BY time, service ORDER BY service, time {every_bucket(GAUGE_STEP)}
+) ORDER BY time, service""",
         shape="timeseries",
         unit=unit,
         value_range=(0 if unit == "percentunit" else 1, ceiling),
