@@ -19,6 +19,7 @@ import yaml
 from clickhouse_connect.driver.client import Client
 from clickpulse_grafana import alerting
 from clickpulse_grafana.dashboards import ALERTING_FILE
+from conftest import service_tracer_provider
 
 from clickpulse.monitoring.evaluation import observe, rule_sql
 from clickpulse.monitoring.rules import GROUPS, RULES, Rule, rule
@@ -170,22 +171,9 @@ def _emit_requests(settings: Settings, service: str, ok: int, failed: int) -> No
     """Requests of a service of its own, some failed, through the real collector (the services
     answer 5xx only while a dependency is down; the drills do that). Few failures: the
     dashboards' "latest server errors" must still show the traffic fixture's."""
-    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-    from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
     from opentelemetry.trace import SpanKind, StatusCode
 
-    provider = TracerProvider(
-        resource=Resource.create({"service.name": service, "service.namespace": "clickpulse"})
-    )
-    provider.add_span_processor(
-        BatchSpanProcessor(
-            OTLPSpanExporter(
-                endpoint=f"http://{settings.host}:{settings.ports.otlp_grpc}", insecure=True
-            )
-        )
-    )
+    provider = service_tracer_provider(settings, service)
     tracer = provider.get_tracer("clickpulse.tests")
     for index in range(ok + failed):
         status = 503 if index < failed else 200

@@ -17,6 +17,7 @@ import pytest
 from clickhouse_connect.driver.client import Client
 from clickpulse_grafana.dashboards import DASHBOARDS, DASHBOARDS_DIR, DATASOURCE, Panel, render
 from clickpulse_grafana.macros import TimeRange, Variables, expand
+from conftest import service_tracer_provider
 
 from clickpulse.stack.settings import Settings
 
@@ -250,22 +251,9 @@ def test_most_viewed_products_are_named(reader: Client, traffic: dict[str, Any])
 
 def _emit_past_requests(settings: Settings, service: str, starts: list[datetime]) -> None:
     """One 5 ms server request of `service` at each of `starts`, through the real collector."""
-    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-    from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
     from opentelemetry.trace import SpanKind
 
-    provider = TracerProvider(
-        resource=Resource.create({"service.name": service, "service.namespace": "clickpulse"})
-    )
-    provider.add_span_processor(
-        BatchSpanProcessor(
-            OTLPSpanExporter(
-                endpoint=f"http://{settings.host}:{settings.ports.otlp_grpc}", insecure=True
-            )
-        )
-    )
+    provider = service_tracer_provider(settings, service)
     tracer = provider.get_tracer("clickpulse.tests")
     for start in starts:
         start_ns = int(start.timestamp() * 1e9)
