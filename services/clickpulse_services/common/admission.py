@@ -61,6 +61,9 @@ those two, and the machine slowed down through the runs. A cap of half the slots
 interleaved with 3 of this one): spans p99 31-66 ms against 60-93, but goodput 549-594 req/s
 against 655-824 (slots went idle). At about capacity (400 req/s, 3 runs each) the shed share
 was 0, 0.13 and 0 % against 0, 0 and 6.4 %; at 500 req/s (past it) 0.8-2.3 % against 0.5-6.7 %.
+Near capacity the cap does not shed more: at 600 req/s on a machine whose capacity bench found
+575 (2026-12-02 14:03, 4 runs of 30 s each, interleaved), 0, 0, 0.61 and 0.59 % shed with it
+against 0, 0.90, 0.88 and 0 % with a cap of 32 slots' worth (none, in effect).
 What the client waits beyond the span is k6's and the kernel's: with the box ~95 % busy at 2x
 (CRUD API 0.64 of a core, k6 0.45, shop 0.35, PostgreSQL 0.18, ClickHouse 0.12), a
 `GET /health` probe at niceness -15 took p50 13 ms and p99 82 ms to the CRUD API (2 ms idle), 9
