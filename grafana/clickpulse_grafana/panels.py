@@ -4,7 +4,13 @@ lists with their link to a trace."""
 from __future__ import annotations
 
 from clickpulse_grafana.panel_model import Column, Link, Panel
-from clickpulse_grafana.sql_fragments import FILTERS, RAW, every_bucket, rollup_over_time
+from clickpulse_grafana.sql_fragments import (
+    FILTERS,
+    RAW,
+    REPORT_STEP,
+    every_bucket,
+    rollup_over_time,
+)
 
 
 def rollup_series(
@@ -29,12 +35,6 @@ def rollup_series(
     )
 
 
-# Seconds per bucket of the process gauges: the services report every 5 s and the monitor
-# about every 15 s (after each PostgreSQL sample), so a finer bucket holds a report of one
-# process and the next bucket none, and Grafana drew those series as scattered dots.
-GAUGE_STEP = "greatest($__interval_s, 30)"
-
-
 def process_gauge(
     title: str, *, metric: str, aggregate: str, alias: str, unit: str, ceiling: float
 ) -> Panel:
@@ -49,7 +49,7 @@ def process_gauge(
 SELECT * FROM (
     SELECT time, service, toNullable(sum(value)) AS {alias}
     FROM (
-        SELECT toStartOfInterval(TimeUnix, INTERVAL {GAUGE_STEP} second) AS time,
+        SELECT toStartOfInterval(TimeUnix, INTERVAL {REPORT_STEP} second) AS time,
                ServiceName AS service, ResourceAttributes['service.instance.id'] AS instance,
                {aggregate}(Value) AS value
         FROM otel.otel_metrics_gauge
@@ -57,7 +57,7 @@ SELECT * FROM (
           AND $__conditionalAll(ServiceName IN (${{service:sqlstring}}), $service)
         GROUP BY time, service, instance
     )
-    GROUP BY time, service ORDER BY service, time {every_bucket(GAUGE_STEP)}
+    GROUP BY time, service ORDER BY service, time {every_bucket(REPORT_STEP)}
 ) ORDER BY time, service""",
         shape="timeseries",
         unit=unit,

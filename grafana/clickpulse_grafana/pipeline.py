@@ -11,10 +11,10 @@ difference between consecutive samples, a drop being a restart."""
 from __future__ import annotations
 
 from clickpulse_grafana.panel_model import Column, Dashboard, Panel
-from clickpulse_grafana.sql_fragments import every_bucket
+from clickpulse_grafana.sql_fragments import REPORT_STEP, every_bucket
 
 # Seconds per bucket: the dashboard's interval, at least 30 s.
-STEP = "greatest($__interval_s, 30)"
+STEP = REPORT_STEP
 BUCKET = "toStartOfInterval({column}, INTERVAL " + STEP + " second)"
 COLLECTOR = "ServiceName = 'clickpulse-otelcol'"
 MONITOR = "ServiceName = 'clickpulse-monitor'"

@@ -53,6 +53,12 @@ FUNNEL = f"""
   FROM {AUDIENCE_RAW} AND session_id != ''"""
 
 
+# Seconds per bucket of what is reported on a timer: the collector every 10 s, the services'
+# processes every 5 s, the monitor's samples about every 15 s. A finer bucket holds a report
+# and the next one none, and Grafana draws such a series as scattered dots.
+REPORT_STEP = "greatest($__interval_s, 30)"
+
+
 def every_bucket(step: str) -> str:
     """The ORDER BY modifier that adds the range's empty buckets of `step` seconds."""
     return (
