@@ -155,3 +155,19 @@ def test_an_hour_on_a_full_width_time_axis_is_labelled_every_5_minutes() -> None
     ticks = re.findall(r">(\d\d:\d\d)</text>", svg)
     assert len(ticks) == 13, ticks
     assert {t[-1] for t in ticks} <= {"0", "5"}
+
+
+@pytest.mark.no_stack
+def test_a_bucket_that_starts_before_the_range_is_clipped_as_in_grafana() -> None:
+    """A series' first bucket starts before the range does (the filled series always have
+    one): its point was drawn left of the y axis, over the axis labels."""
+    panels = DASHBOARDS["overview"].to_json()["panels"]
+    panel = next(p for p in panels if p["title"] == "Requests per second by service")
+    start = datetime(2026, 11, 30, 15, 55, 30, tzinfo=UTC)
+    span = (start, start + timedelta(minutes=10))
+    first = start.replace(second=0)
+    rows = [(first + timedelta(minutes=m), "crud-api", float(m)) for m in range(11)]
+    view = show(panel, ["time", "service_name", "rps"], rows, ZoneInfo("UTC"))
+    svg = vlc.vegalite_to_svg(charts.themed(charts.chart(panel, view, "UTC", span)).to_json())
+    # Vega clips a mark to the plot with a clip path on its group.
+    assert svg.count("clip-path=") >= 2, "the line and its points are not clipped"

@@ -134,7 +134,9 @@ def timeseries(
     names = [s.name for s in view.series]
     return (
         alt.Chart(frame, title=_title(panel), width=width, height=height - 24)
-        .mark_line(point=alt.OverlayMarkDef(size=12), strokeWidth=1.5)
+        # Clipped to the range, as Grafana draws it: the first bucket starts before the
+        # range does (a filled one always), and its point would sit left of the y axis.
+        .mark_line(point=alt.OverlayMarkDef(size=12, clip=True), strokeWidth=1.5, clip=True)
         .encode(
             x=alt.X(
                 "time:T",
