@@ -8,7 +8,7 @@ from clickpulse_grafana.sql_fragments import (
     FILTERS,
     RAW,
     REPORT_STEP,
-    every_bucket,
+    filled_per_series,
     rollup_over_time,
 )
 
@@ -45,9 +45,8 @@ def process_gauge(
     return Panel(
         title=title,
         type="timeseries",
-        sql=f"""
-SELECT * FROM (
-    SELECT time, service, toNullable(sum(value)) AS {alias}
+        sql=filled_per_series(
+            f"""    SELECT time, service, toNullable(sum(value)) AS {alias}
     FROM (
         SELECT toStartOfInterval(TimeUnix, INTERVAL {REPORT_STEP} second) AS time,
                ServiceName AS service, ResourceAttributes['service.instance.id'] AS instance,
@@ -57,8 +56,10 @@ SELECT * FROM (
           AND $__conditionalAll(ServiceName IN (${{service:sqlstring}}), $service)
         GROUP BY time, service, instance
     )
-    GROUP BY time, service ORDER BY service, time {every_bucket(REPORT_STEP)}
-) ORDER BY time, service""",
+    GROUP BY time, service""",
+            "service",
+            REPORT_STEP,
+        ),
         shape="timeseries",
         unit=unit,
         value_range=(0 if unit == "percentunit" else 1, ceiling),

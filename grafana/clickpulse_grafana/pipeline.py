@@ -11,7 +11,7 @@ difference between consecutive samples, a drop being a restart."""
 from __future__ import annotations
 
 from clickpulse_grafana.panel_model import Column, Dashboard, Panel
-from clickpulse_grafana.sql_fragments import REPORT_STEP, every_bucket
+from clickpulse_grafana.sql_fragments import REPORT_STEP, filled_per_series
 
 # Seconds per bucket: the dashboard's interval, at least 30 s.
 STEP = REPORT_STEP
@@ -56,18 +56,17 @@ PIPELINE = Dashboard(
             description="Items the collector accepted per second: spans, metric points, logs.",
             # A delta counter reports nothing for an interval without items: those buckets
             # are 0 (WITH FILL, per signal), not gaps.
-            sql=f"""
-SELECT * FROM (
-    SELECT {BUCKET.format(column="TimeUnix")} AS time, {SIGNAL} AS signal,
+            sql=filled_per_series(
+                f"""    SELECT {BUCKET.format(column="TimeUnix")} AS time, {SIGNAL} AS signal,
            sum(Value) / {STEP} AS accepted
     FROM otel.otel_metrics_sum
     WHERE $__timeFilter(TimeUnix) AND {COLLECTOR} AND MetricName IN (
         'otelcol_receiver_accepted_spans', 'otelcol_receiver_accepted_metric_points',
         'otelcol_receiver_accepted_log_records')
-    GROUP BY time, signal
-    ORDER BY signal, time {every_bucket(STEP)}
-)
-ORDER BY time, signal""",
+    GROUP BY time, signal""",
+                "signal",
+                STEP,
+            ),
             shape="timeseries",
             unit="short",
             value_range=(0, 1e7),

@@ -67,24 +67,34 @@ def every_bucket(step: str) -> str:
     )
 
 
+def filled_per_series(query: str, series: str, step: str) -> str:
+    """`query`, grouped by `time` and `series` and not yet ordered, with every bucket of the
+    range for each series: WITH FILL after the sort's prefix fills each series on its own; then
+    in time order, as Grafana reads a time series."""
+    return f"""
+SELECT * FROM (
+{query}
+    ORDER BY {series}, time {every_bucket(step)}
+) ORDER BY time, {series}"""
+
+
 def rollup_over_time(columns: str, *, by_service: bool = False) -> str:
     """The look-alike time series over the rollups: one row per bucket (and service) of the
     whole range, a bucket without requests included (WITH FILL). Without it a line ran straight
     across the minutes the stack was down, drawing traffic that never came. A filled row holds
     its columns' defaults: 0 for a count or a rate; a column undefined without requests (a
     latency, a share) is Nullable, so its row holds NULL and the line breaks there."""
-    fill = every_bucket(STEP)
     if not by_service:
         return f"""
 SELECT {BUCKET} AS time, {columns}
 FROM {ROLLUP}
 WHERE {FILTERS}
-GROUP BY time ORDER BY time {fill}"""
-    # Filled per service (the sort's prefix), then in time order for Grafana.
-    return f"""
-SELECT * FROM (
-    SELECT {BUCKET} AS time, service_name, {columns}
+GROUP BY time ORDER BY time {every_bucket(STEP)}"""
+    return filled_per_series(
+        f"""    SELECT {BUCKET} AS time, service_name, {columns}
     FROM {ROLLUP}
     WHERE {FILTERS}
-    GROUP BY time, service_name ORDER BY service_name, time {fill}
-) ORDER BY time, service_name"""
+    GROUP BY time, service_name""",
+        "service_name",
+        STEP,
+    )
