@@ -8,6 +8,7 @@ import asyncio
 import itertools
 import json
 import re
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -92,11 +93,17 @@ def test_panel_query_has_the_shape_its_panel_needs(
 ) -> None:
     sql = expand(panel.sql, _range(), _variables_for(panel, traffic, reader))
     assert "$" not in sql.replace("${", "")
+
+    def answered() -> tuple[list[str], list[tuple[Any, ...]]] | None:
+        columns, rows = _query(reader, sql)
+        # A time series has a row for every bucket of the range (WITH FILL), values or not.
+        if panel.shape == "timeseries":
+            rows = [r for r in rows if any(v is not None for v in r[1:])]
+        return (columns, rows) if rows else None
+
     # Metrics arrive every few seconds; spans within a second or two.
-    columns, rows = wait_for(lambda: (r := _query(reader, sql))[1] and r, timeout=30) or _query(
-        reader, sql
-    )
-    assert rows, f"{dashboard}: {panel.title} returned no rows:\n{sql}"
+    columns, rows = wait_for(answered, timeout=30) or _query(reader, sql)
+    assert rows, f"{dashboard}: {panel.title} returned no rows with values:\n{sql}"
     if panel.shape == "timeseries":
         assert isinstance(rows[0][0], datetime), f"first column of {panel.title} is not the time"
         assert [r[0] for r in rows] == sorted(r[0] for r in rows)
@@ -350,3 +357,95 @@ def test_process_gauges_have_a_point_in_every_bucket_while_a_service_runs(
         assert all(value is not None for _, value in inside), (service, inside)
         steps = {(b[0] - a[0]).total_seconds() for a, b in itertools.pairwise(inside)}
         assert steps <= {30.0}, (service, steps)
+
+
+# The tables the Pipeline dashboard reads, and the column each is cut by in time.
+PIPELINE_SOURCES = {
+    "otel.otel_metrics_sum": "TimeUnix",
+    "otel.otel_metrics_gauge": "TimeUnix",
+    "ops.clickhouse_samples": "ts",
+    "analytics.request_metrics": "ingested_at",
+}
+
+
+def test_pipeline_series_break_where_nothing_was_reported(
+    admin: Client, wait_for: Callable[..., Any]
+) -> None:
+    """A stack down for a minute: the Pipeline dashboard's lines (the collector's queue,
+    ClickHouse's parts, PostgreSQL's sessions, ...) ran straight across it, as if the last value
+    before had held. Over copies of its tables holding the stack's own last three minutes but
+    the middle one, every series has every 30 s bucket, and the missing minute's two are NULL.
+    (The ingest rate is 0 there instead: nothing was accepted.)"""
+
+    def window() -> datetime:
+        now = datetime.now(UTC).replace(microsecond=0, tzinfo=None)
+        # Three minutes of 30 s buckets, the newest ended over 30 s ago (landed by now).
+        return now - timedelta(seconds=now.second % 30 + 30 + 180)
+
+    def reported_throughout() -> datetime | None:
+        start = window()
+        buckets = admin.query(
+            """SELECT uniqExact(toStartOfInterval(TimeUnix, INTERVAL 30 second))
+            FROM otel.otel_metrics_gauge
+            WHERE TimeUnix >= {start:DateTime} AND TimeUnix < {start:DateTime} + 180
+              AND ServiceName = 'clickpulse-monitor'""",
+            parameters={"start": start},
+        ).result_rows[0][0]
+        return start if buckets == 6 else None
+
+    # Right after `nox -s up` the stack has not reported for three minutes yet.
+    start = wait_for(reported_throughout, timeout=240, every=5)
+    assert start is not None, "the stack has not reported throughout the last 3 minutes"
+    hole = (start + timedelta(seconds=60), start + timedelta(seconds=120))
+    end = start + timedelta(seconds=180)
+    scratch = f"pipeline_gap_{uuid.uuid4().hex[:8]}"
+    admin.command(f"CREATE DATABASE {scratch}")
+    try:
+        for table, column in PIPELINE_SOURCES.items():
+            copy = f"{scratch}.{table.split('.')[1]}"
+            admin.command(f"CREATE TABLE {copy} AS {table}")
+            admin.command(
+                f"""INSERT INTO {copy} SELECT * FROM {table}
+                WHERE {column} >= {{start:DateTime}} AND {column} < {{end:DateTime}}
+                  AND NOT ({column} >= {{gap:DateTime}} AND {column} < {{back:DateTime}})""",
+                parameters={"start": start, "end": end, "gap": hole[0], "back": hole[1]},
+            )
+        # Requests became queryable before and after the gap, whatever the traffic was.
+        admin.command(
+            f"""INSERT INTO {scratch}.request_metrics (timestamp, ingested_at, response_time_ms)
+            VALUES ({{a:DateTime}} - 2, {{a:DateTime}}, 1),
+                   ({{b:DateTime}} - 2, {{b:DateTime}}, 1)""",
+            parameters={"a": start + timedelta(seconds=10), "b": hole[1] + timedelta(seconds=10)},
+        )
+        buckets = [start + timedelta(seconds=30 * i) for i in range(6)]
+        in_gap = {buckets[2], buckets[3]}
+        span = TimeRange(start.replace(tzinfo=UTC), end.replace(tzinfo=UTC))
+        checked = 0
+        for panel in DASHBOARDS["pipeline"].panels:
+            if panel.shape != "timeseries" or panel.title == "Ingest rate by signal":
+                continue
+            sql = expand(panel.sql, span)
+            for table in PIPELINE_SOURCES:
+                sql = sql.replace(table, f"{scratch}.{table.split('.')[1]}")
+            columns, rows = _query(admin, sql)
+            series_key = 2 if columns[1] in ("signal", "table", "state") else 1
+            by_series: dict[Any, list[tuple[datetime, tuple[Any, ...]]]] = {}
+            for row in rows:
+                by_series.setdefault(row[1:series_key], []).append((row[0], row[series_key:]))
+            assert by_series, (panel.title, sql)
+            for series, points in by_series.items():
+                assert [t for t, _ in points] == buckets, (panel.title, series, points)
+                gap = [values for t, values in points if t in in_gap]
+                assert all(v is None for values in gap for v in values), (panel.title, series)
+            around = [
+                v
+                for points in by_series.values()
+                for t, values in points
+                if t not in in_gap
+                for v in values
+            ]
+            assert any(v is not None for v in around), (panel.title, rows)
+            checked += 1
+        assert checked == 10
+    finally:
+        admin.command(f"DROP DATABASE IF EXISTS {scratch}")

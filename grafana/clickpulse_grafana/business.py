@@ -14,7 +14,7 @@ from clickpulse_grafana.sql_fragments import (
     HLL,
     RAW,
     ROLLUP,
-    every_bucket,
+    filled_over_time,
 )
 
 
@@ -79,7 +79,8 @@ FROM ({FUNNEL}
             title="Active users over time",
             type="timeseries",
             # A bucket without a user is 0 users (filled), not a line across it.
-            sql=f"""
+            sql=filled_over_time(
+                f"""
 SELECT time, sum(users) AS users FROM (
   SELECT toStartOfInterval(ts, INTERVAL {AUDIENCE_STEP} second) AS time,
          {HLL}(users) AS users
@@ -88,7 +89,9 @@ SELECT time, sum(users) AS users FROM (
   SELECT toStartOfInterval(timestamp, INTERVAL {AUDIENCE_STEP} second) AS time,
          uniqIf(user_id, user_id != '')
   FROM {AUDIENCE_RAW} GROUP BY time
-) GROUP BY time ORDER BY time {every_bucket(AUDIENCE_STEP)}""",
+) GROUP BY time""",
+                AUDIENCE_STEP,
+            ),
             shape="timeseries",
             unit="short",
             uses_rollup=True,

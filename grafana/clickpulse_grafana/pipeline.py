@@ -5,13 +5,20 @@ PostgreSQL's sessions and transactions from the monitor, and the alert rules' st
 
 The collector reports every 10 s, ClickHouse samples itself and the monitor samples PostgreSQL
 every 15 s: buckets are never finer than 30 s, or one bucket would hold a report and the next
-none. Counters of ClickHouse (system.events) are totals since it started: a rate is the
-difference between consecutive samples, a drop being a restart."""
+none. Every bucket of the range is there (WITH FILL), and one nothing reported into (the stack
+was down) holds NULL: the line breaks there, where it used to run straight across the downtime
+as if the last value before had held. Counters of ClickHouse (system.events) are totals since
+it started: a rate is the difference between consecutive samples, a drop being a restart."""
 
 from __future__ import annotations
 
 from clickpulse_grafana.panel_model import Column, Dashboard, Panel
-from clickpulse_grafana.sql_fragments import REPORT_STEP, filled_per_series
+from clickpulse_grafana.sql_fragments import (
+    REPORT_STEP,
+    every_bucket,
+    filled_over_time,
+    filled_per_series,
+)
 
 # Seconds per bucket: the dashboard's interval, at least 30 s.
 STEP = REPORT_STEP
@@ -27,10 +34,12 @@ SIGNAL = (
 def _events_per_minute(names: dict[str, str]) -> str:
     """ClickHouse events (counters since its start) per minute, one column per event."""
     columns = ", ".join(
-        f"sumIf(delta, name = '{event}') * 60 / {STEP} AS {alias}" for alias, event in names.items()
+        f"toNullable(sumIf(delta, name = '{event}') * 60 / {STEP}) AS {alias}"
+        for alias, event in names.items()
     )
     listed = ", ".join(f"'{event}'" for event in names.values())
-    return f"""
+    return filled_over_time(
+        f"""
 SELECT {BUCKET.format(column="ts")} AS time, {columns}
 FROM (
     SELECT ts, name,
@@ -39,7 +48,9 @@ FROM (
     FROM ops.clickhouse_samples
     WHERE $__timeFilter(ts) AND source = 'events' AND name IN ({listed})
 )
-GROUP BY time ORDER BY time"""
+GROUP BY time""",
+        STEP,
+    )
 
 
 PIPELINE = Dashboard(
@@ -76,16 +87,22 @@ PIPELINE = Dashboard(
             type="timeseries",
             description="Refused by the receiver (memory limiter: senders retry), failed in the"
             " receiver, and given up by the exporter (a permanent error: lost).",
-            sql=f"""
+            sql=filled_over_time(
+                f"""
 SELECT {BUCKET.format(column="TimeUnix")} AS time,
-       sumIf(Value, MetricName LIKE 'otelcol_receiver_refused_%') * 60 / {STEP} AS refused,
-       sumIf(Value, MetricName LIKE 'otelcol_receiver_failed_%') * 60 / {STEP} AS failed,
-       sumIf(Value, MetricName LIKE 'otelcol_exporter_send_failed_%') * 60 / {STEP} AS dropped
+       toNullable(sumIf(Value, MetricName LIKE 'otelcol_receiver_refused_%') * 60 / {STEP})
+           AS refused,
+       toNullable(sumIf(Value, MetricName LIKE 'otelcol_receiver_failed_%') * 60 / {STEP})
+           AS failed,
+       toNullable(sumIf(Value, MetricName LIKE 'otelcol_exporter_send_failed_%') * 60 / {STEP})
+           AS dropped
 FROM otel.otel_metrics_sum
 WHERE $__timeFilter(TimeUnix) AND {COLLECTOR}
   AND (MetricName LIKE 'otelcol_receiver_refused_%' OR MetricName LIKE 'otelcol_receiver_failed_%'
        OR MetricName LIKE 'otelcol_exporter_send_failed_%')
-GROUP BY time ORDER BY time""",
+GROUP BY time""",
+                STEP,
+            ),
             shape="timeseries",
             unit="short",
             value_range=(0, 1e9),
@@ -96,12 +113,16 @@ GROUP BY time ORDER BY time""",
             description="Items waiting to be written to ClickHouse, per signal (on disk: they"
             " survive a restart). Up to a second of data is normal; it grows while ClickHouse"
             " is away and lands here once it is back.",
-            sql=f"""
-SELECT {BUCKET.format(column="TimeUnix")} AS time, Attributes['data_type'] AS signal,
-       max(Value) AS queued
-FROM otel.otel_metrics_gauge
-WHERE $__timeFilter(TimeUnix) AND {COLLECTOR} AND MetricName = 'otelcol_exporter_queue_size'
-GROUP BY time, signal ORDER BY time""",
+            sql=filled_per_series(
+                f"""    SELECT {BUCKET.format(column="TimeUnix")} AS time,
+           Attributes['data_type'] AS signal, toNullable(max(Value)) AS queued
+    FROM otel.otel_metrics_gauge
+    WHERE $__timeFilter(TimeUnix) AND {COLLECTOR}
+      AND MetricName = 'otelcol_exporter_queue_size'
+    GROUP BY time, signal""",
+                "signal",
+                STEP,
+            ),
             shape="timeseries",
             unit="short",
             value_range=(0, 2e7),
@@ -110,9 +131,11 @@ GROUP BY time, signal ORDER BY time""",
             title="Visibility lag",
             type="timeseries",
             description="From a request's end to its row being queryable, by the time it arrived.",
-            sql=f"""
+            sql=filled_over_time(
+                f"""
 SELECT {BUCKET.format(column="ingested_at")} AS time,
-       quantile(0.5)(lag) AS p50, quantile(0.95)(lag) AS p95, max(lag) AS max
+       toNullable(quantile(0.5)(lag)) AS p50, toNullable(quantile(0.95)(lag)) AS p95,
+       toNullable(max(lag)) AS max
 FROM (
     SELECT ingested_at,
            (toUnixTimestamp64Milli(ingested_at) - toUnixTimestamp64Milli(timestamp)
@@ -121,7 +144,9 @@ FROM (
     WHERE timestamp >= $__fromTime - INTERVAL 15 MINUTE AND timestamp <= $__toTime
       AND $__timeFilter(ingested_at)
 )
-GROUP BY time ORDER BY time""",
+GROUP BY time""",
+                STEP,
+            ),
             shape="timeseries",
             unit="s",
             value_range=(-5, 86400),
@@ -131,12 +156,16 @@ GROUP BY time ORDER BY time""",
             type="timeseries",
             description="The largest partition of each table. Inserts are delayed from 1,000"
             " and refused from 3,000; the alert warns at 300.",
-            sql=f"""
-SELECT {BUCKET.format(column="ts")} AS time, object AS table, max(value) AS parts
-FROM ops.clickhouse_samples
-WHERE $__timeFilter(ts) AND source = 'parts' AND name = 'active_parts'
-  AND (object LIKE 'otel.%' OR object LIKE 'analytics.%')
-GROUP BY time, table ORDER BY time""",
+            sql=filled_per_series(
+                f"""    SELECT {BUCKET.format(column="ts")} AS time, object AS table,
+           toNullable(max(value)) AS parts
+    FROM ops.clickhouse_samples
+    WHERE $__timeFilter(ts) AND source = 'parts' AND name = 'active_parts'
+      AND (object LIKE 'otel.%' OR object LIKE 'analytics.%')
+    GROUP BY time, table""",
+                "table",
+                STEP,
+            ),
             shape="timeseries",
             unit="short",
             value_range=(1, 1e5),
@@ -162,7 +191,7 @@ GROUP BY time, table ORDER BY time""",
             description="Average time of an INSERT query (system.events: InsertQueryTime"
             " over InsertQuery), the collector's batches and the refreshable view's samples.",
             sql=f"""
-SELECT time, if(inserts = 0, 0, micros / inserts / 1000) AS insert_ms
+SELECT time, toNullable(if(inserts = 0, 0, micros / inserts / 1000)) AS insert_ms
 FROM (
     SELECT {BUCKET.format(column="ts")} AS time,
            sumIf(delta, name = 'InsertQueryTimeMicroseconds') AS micros,
@@ -177,7 +206,7 @@ FROM (
     )
     GROUP BY time
 )
-ORDER BY time""",
+ORDER BY time {every_bucket(STEP)}""",
             shape="timeseries",
             unit="ms",
             value_range=(0, 600_000),
@@ -185,14 +214,17 @@ ORDER BY time""",
         Panel(
             title="ClickHouse disk",
             type="timeseries",
-            sql=f"""
+            sql=filled_over_time(
+                f"""
 SELECT {BUCKET.format(column="ts")} AS time,
-       argMaxIf(value, ts, name = 'total_bytes') - argMaxIf(value, ts, name = 'free_bytes')
-           AS used,
-       argMaxIf(value, ts, name = 'free_bytes') AS free
+       toNullable(argMaxIf(value, ts, name = 'total_bytes')
+                  - argMaxIf(value, ts, name = 'free_bytes')) AS used,
+       toNullable(argMaxIf(value, ts, name = 'free_bytes')) AS free
 FROM ops.clickhouse_samples
 WHERE $__timeFilter(ts) AND source = 'disks'
-GROUP BY time ORDER BY time""",
+GROUP BY time""",
+                STEP,
+            ),
             shape="timeseries",
             unit="bytes",
             value_range=(0, 1e15),
@@ -202,12 +234,15 @@ GROUP BY time ORDER BY time""",
             type="timeseries",
             description="Client sessions (the services pool 16 per process), of"
             " max_connections 300.",
-            sql=f"""
-SELECT {BUCKET.format(column="TimeUnix")} AS time, Attributes['state'] AS state,
-       max(Value) AS sessions
-FROM otel.otel_metrics_gauge
-WHERE $__timeFilter(TimeUnix) AND {MONITOR} AND MetricName = 'postgresql.backends'
-GROUP BY time, state ORDER BY time""",
+            sql=filled_per_series(
+                f"""    SELECT {BUCKET.format(column="TimeUnix")} AS time,
+           Attributes['state'] AS state, toNullable(max(Value)) AS sessions
+    FROM otel.otel_metrics_gauge
+    WHERE $__timeFilter(TimeUnix) AND {MONITOR} AND MetricName = 'postgresql.backends'
+    GROUP BY time, state""",
+                "state",
+                STEP,
+            ),
             shape="timeseries",
             unit="short",
             value_range=(0, 10_000),
@@ -215,15 +250,19 @@ GROUP BY time, state ORDER BY time""",
         Panel(
             title="PostgreSQL: oldest transaction and lock waits",
             type="timeseries",
-            sql=f"""
+            sql=filled_over_time(
+                f"""
 SELECT {BUCKET.format(column="TimeUnix")} AS time,
-       maxIf(Value, MetricName = 'postgresql.transaction.oldest.duration') AS oldest_transaction,
-       maxIf(Value, MetricName = 'postgresql.locks.waiting') AS lock_waits,
-       minIf(Value, MetricName = 'postgresql.up') AS up
+       toNullable(maxIf(Value, MetricName = 'postgresql.transaction.oldest.duration'))
+           AS oldest_transaction,
+       toNullable(maxIf(Value, MetricName = 'postgresql.locks.waiting')) AS lock_waits,
+       toNullable(minIf(Value, MetricName = 'postgresql.up')) AS up
 FROM otel.otel_metrics_gauge
 WHERE $__timeFilter(TimeUnix) AND {MONITOR} AND MetricName IN (
     'postgresql.transaction.oldest.duration', 'postgresql.locks.waiting', 'postgresql.up')
-GROUP BY time ORDER BY time""",
+GROUP BY time""",
+                STEP,
+            ),
             shape="timeseries",
             unit="s",
             columns={"lock_waits": Column(unit="short"), "up": Column(unit="bool")},
@@ -234,8 +273,9 @@ GROUP BY time ORDER BY time""",
             type="timeseries",
             description="Alert instances the monitor saw pending or firing (its"
             " clickpulse.alert.state gauge).",
-            sql=f"""
-SELECT time, countIf(state = 1) AS pending, countIf(state = 2) AS firing
+            sql=filled_over_time(
+                f"""
+SELECT time, toNullable(countIf(state = 1)) AS pending, toNullable(countIf(state = 2)) AS firing
 FROM (
     SELECT {BUCKET.format(column="TimeUnix")} AS time, Attributes['alert.rule'] AS rule,
            Attributes['alert.instance'] AS instance, max(Value) AS state
@@ -243,7 +283,9 @@ FROM (
     WHERE $__timeFilter(TimeUnix) AND {MONITOR} AND MetricName = 'clickpulse.alert.state'
     GROUP BY time, rule, instance
 )
-GROUP BY time ORDER BY time""",
+GROUP BY time""",
+                STEP,
+            ),
             shape="timeseries",
             unit="short",
             value_range=(0, 10_000),

@@ -67,6 +67,13 @@ def every_bucket(step: str) -> str:
     )
 
 
+def filled_over_time(query: str, step: str) -> str:
+    """`query`, grouped by `time` and not yet ordered, with every bucket of the range in time
+    order. A bucket nothing went into holds each column's default: 0 for a count, NULL for a
+    Nullable column (a gap in the line)."""
+    return f"{query}\nORDER BY time {every_bucket(step)}"
+
+
 def filled_per_series(query: str, series: str, step: str) -> str:
     """`query`, grouped by `time` and `series` and not yet ordered, with every bucket of the
     range for each series: WITH FILL after the sort's prefix fills each series on its own; then
@@ -85,11 +92,14 @@ def rollup_over_time(columns: str, *, by_service: bool = False) -> str:
     its columns' defaults: 0 for a count or a rate; a column undefined without requests (a
     latency, a share) is Nullable, so its row holds NULL and the line breaks there."""
     if not by_service:
-        return f"""
+        return filled_over_time(
+            f"""
 SELECT {BUCKET} AS time, {columns}
 FROM {ROLLUP}
 WHERE {FILTERS}
-GROUP BY time ORDER BY time {every_bucket(STEP)}"""
+GROUP BY time""",
+            STEP,
+        )
     return filled_per_series(
         f"""    SELECT {BUCKET} AS time, service_name, {columns}
     FROM {ROLLUP}
