@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -158,3 +159,27 @@ def test_spans_the_collector_accepted_survive_its_kill_9(
     assert wait_for(lambda: landed() == 2000 or None, timeout=60)
     time.sleep(2)  # and no duplicates arrive late
     assert landed() == 2000
+
+
+def test_the_span_tables_merge_twenty_parts_at_a_time(admin: Client) -> None:
+    """Migration 0013: a span was rewritten ~6 times by merges of five parts within two
+    minutes of landing; merging twenty at a time, ~2 times. The rollups keep ClickHouse's
+    default (5): a merge is what aggregates them."""
+    bases = {
+        str(table): int(found.group(1)) if (found := re.search(BASE, str(full))) else 5
+        for table, full in admin.query(
+            "SELECT database || '.' || name, engine_full FROM system.tables"
+            " WHERE database IN ('otel', 'analytics') AND engine LIKE '%MergeTree'"
+        ).result_rows
+    }
+    assert "analytics.request_metrics_1m" in bases
+    raised = {table for table, base in bases.items() if base == 20}
+    assert raised == {
+        "otel.otel_traces",
+        "otel.otel_traces_trace_id_ts",
+        "analytics.request_metrics",
+    }
+    assert set(bases.values()) == {5, 20}
+
+
+BASE = re.compile(r"merge_selector_base = (\d+)")
