@@ -15,7 +15,6 @@ from __future__ import annotations
 from clickpulse_grafana.panel_model import Column, Dashboard, Panel
 from clickpulse_grafana.sql_fragments import (
     REPORT_STEP,
-    every_bucket,
     filled_over_time,
     filled_per_series,
 )
@@ -31,23 +30,29 @@ SIGNAL = (
 )
 
 
-def _events_per_minute(names: dict[str, str]) -> str:
-    """ClickHouse events (counters since its start) per minute, one column per event."""
-    columns = ", ".join(
-        f"toNullable(sumIf(delta, name = '{event}') * 60 / {STEP}) AS {alias}"
-        for alias, event in names.items()
-    )
-    listed = ", ".join(f"'{event}'" for event in names.values())
-    return filled_over_time(
-        f"""
-SELECT {BUCKET.format(column="ts")} AS time, {columns}
-FROM (
+def _event_deltas(events: list[str]) -> str:
+    """Each sample of these ClickHouse events (counters since its start) as its increase since
+    the one before (`ts`, `name`, `delta`); after a restart, the new total."""
+    listed = ", ".join(f"'{event}'" for event in events)
+    return f"""(
     SELECT ts, name,
            value - lagInFrame(value, 1, value) OVER (PARTITION BY name ORDER BY ts) AS step,
            if(step < 0, value, step) AS delta
     FROM ops.clickhouse_samples
     WHERE $__timeFilter(ts) AND source = 'events' AND name IN ({listed})
-)
+)"""
+
+
+def _events_per_minute(names: dict[str, str]) -> str:
+    """ClickHouse events per minute, one column per event."""
+    columns = ", ".join(
+        f"toNullable(sumIf(delta, name = '{event}') * 60 / {STEP}) AS {alias}"
+        for alias, event in names.items()
+    )
+    return filled_over_time(
+        f"""
+SELECT {BUCKET.format(column="ts")} AS time, {columns}
+FROM {_event_deltas(list(names.values()))}
 GROUP BY time""",
         STEP,
     )
@@ -190,23 +195,18 @@ GROUP BY time""",
             type="timeseries",
             description="Average time of an INSERT query (system.events: InsertQueryTime"
             " over InsertQuery), the collector's batches and the refreshable view's samples.",
-            sql=f"""
+            sql=filled_over_time(
+                f"""
 SELECT time, toNullable(if(inserts = 0, 0, micros / inserts / 1000)) AS insert_ms
 FROM (
     SELECT {BUCKET.format(column="ts")} AS time,
            sumIf(delta, name = 'InsertQueryTimeMicroseconds') AS micros,
            sumIf(delta, name = 'InsertQuery') AS inserts
-    FROM (
-        SELECT ts, name,
-               value - lagInFrame(value, 1, value) OVER (PARTITION BY name ORDER BY ts) AS step,
-               if(step < 0, value, step) AS delta
-        FROM ops.clickhouse_samples
-        WHERE $__timeFilter(ts) AND source = 'events'
-          AND name IN ('InsertQueryTimeMicroseconds', 'InsertQuery')
-    )
+    FROM {_event_deltas(["InsertQueryTimeMicroseconds", "InsertQuery"])}
     GROUP BY time
-)
-ORDER BY time {every_bucket(STEP)}""",
+)""",
+                STEP,
+            ),
             shape="timeseries",
             unit="ms",
             value_range=(0, 600_000),
