@@ -115,47 +115,6 @@ def test_a_cold_start_does_not_replay_a_breach_from_before_the_stack_came_up() -
     assert run(evaluator, clock, T0 + 245, 15) == [(230, "firing")]
 
 
-SILENT = Rule(
-    uid="test-silent",
-    title="Collector unreachable",
-    group=Group("test", 10),
-    sql="SELECT dateDiff('second', max(ts), $__toTime) AS value FROM t WHERE ts <= $__toTime",
-    window_s=300,
-    condition=">",
-    threshold=40,
-    for_s=30,
-    unit="s",
-    severity="critical",
-    summary="test",
-    silence=True,
-)
-
-
-def test_a_silence_counts_from_the_stack_coming_up_at_most() -> None:
-    # The collector last reported at T0 (then `nox -s down`); the stack came up at T0 + 600
-    # and the collector's reports land from T0 + 625 on, every 10 s.
-    clock = Clock()
-
-    def silence(end: float) -> dict[str, float]:
-        return {"": (end - T0 - 625) % 10 if end >= T0 + 625 else end - T0}
-
-    evaluator = Evaluator(scripted(silence), rules=[SILENT], clock=clock, not_before=T0 + 600)
-    clock.now = T0 + 605
-    assert run(evaluator, clock, T0 + 700, 10) == []
-    (instance,) = evaluator.status["test-silent"].instances.values()
-    assert instance.value is not None and instance.value < 10
-    # Not reporting at all after the start: pending 40 s after it, firing 30 s later.
-    clock.now = T0 + 605
-    still = Evaluator(
-        scripted(lambda end: {"": end - T0}), rules=[SILENT], clock=clock, not_before=T0 + 600
-    )
-    assert run(still, clock, T0 + 700, 10) == [(645, "pending"), (675, "firing")]
-    # The same rule without the stack's start (a bare evaluator): silent 605 s, pending at once.
-    clock.now = T0 + 605
-    bare = Evaluator(scripted(silence), rules=[SILENT], clock=clock)
-    assert [t.after for t in bare.evaluate()] == ["firing"]
-
-
 def test_a_state_saved_before_the_stack_came_up_is_not_taken_over(tmp_path: Path) -> None:
     # Pending since T0 (the collector stopped first), saved; `nox -s down`, `nox -s up` at T0 + 40.
     clock = Clock()

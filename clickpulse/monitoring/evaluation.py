@@ -12,8 +12,8 @@ first answer is then the one Grafana would give if it had been evaluating all al
 that arrived late), but not past `not_before`, when the stack came up: while it was down, Grafana
 (which runs with it) was not evaluating either, and a stack stopped on purpose is no outage.
 Replayed over a `nox -s down` of a minute, "Collector unreachable" fired at the first evaluation
-of every `nox -s up` (its last report was from before the stop); and a silence is counted from
-`not_before` at most (`Rule.silence`), or it was pending until the first report landed. States
+of every `nox -s up` (its last report was from before the stop; the rule's SQL counts a silence
+from ClickHouse's start at most, `rules.silence_s`, for Grafana's sake as well). States
 saved before then are not taken over either. A rule that breaches on an error (ClickHouse
 unreachable) or reads the collector live has no history: it starts pending.
 
@@ -213,7 +213,7 @@ class Evaluator:
         error: str | None = None
         if unavailable is None or rule.on_error == "alerting":
             try:
-                observed: dict[Labels, float | None] = dict(self._observe_at(rule, now))
+                observed: dict[Labels, float | None] = dict(observe(rule, self.query, now))
                 return observed, "clickhouse", None
             except ClickHouseUnavailable as exc:
                 error = f"ClickHouse unavailable: {exc}"
@@ -230,15 +230,6 @@ class Evaluator:
                 error = f"{error}; live source failed: {exc}"
         return None, "kept", error
 
-    def _observe_at(self, rule: Rule, at: float) -> dict[Labels, float]:
-        """`observe`, with a silence counted from `not_before` at most (`Rule.silence`): a
-        component is not silent for longer than the stack has been up."""
-        observed = observe(rule, self.query, at)
-        if rule.silence and self.not_before is not None:
-            watched = max(at - self.not_before, 0.0)
-            observed = {labels: min(value, watched) for labels, value in observed.items()}
-        return observed
-
     def _history_start(self, rule: Rule, now: float, labels: Labels) -> float:
         """When the breach an instance shows now began, as far back as `for_s` matters, by
         evaluating the rule's SQL at earlier moments (one interval apart), none before
@@ -250,7 +241,7 @@ class Evaluator:
             if self.not_before is not None and now - back < self.not_before:
                 break
             try:
-                earlier = self._observe_at(rule, now - back)
+                earlier = observe(rule, self.query, now - back)
             except Exception:
                 break
             if not rule.breaches(earlier.get(labels)):

@@ -6,9 +6,10 @@ A rule's SQL is what Grafana's ClickHouse plugin runs for an alert query: the ti
 (`$__timeFilter(col)`, `$__fromTime`, `$__toTime`) cover the last `window_s` seconds before the
 evaluation. It returns one row per alert instance: String columns are the instance's labels,
 the column `value` is compared with the threshold. No row means no data, which is OK (the
-thing the rule watches did not happen: no traffic, no checkout). Rules never call now(): they
-are written against `$__toTime`, so the evaluator can also ask what a rule said a minute ago
-(how long a breach has lasted, after a restart).
+thing the rule watches did not happen: no traffic, no checkout). Rules never read the wall
+clock (now() only in `CLICKHOUSE_STARTED`, a fixed instant): they are written against
+`$__toTime`, so the evaluator can also ask what a rule said a minute ago (how long a breach has
+lasted, after a restart).
 
 A breach becomes *pending*, and *firing* once it has lasted `for_s` (checked every
 `group.interval_s`), as in Grafana. When ClickHouse cannot answer, a rule keeps its last state
@@ -31,6 +32,18 @@ LiveSource = Literal["collector_queue_backlog"]
 COLLECTOR = "ServiceName = 'clickpulse-otelcol'"
 MIN_BACKLOG_ITEMS = 100
 MONITOR = "ServiceName = 'clickpulse-monitor'"
+# The moment ClickHouse started: a fixed instant, not the wall clock.
+CLICKHOUSE_STARTED = "(now() - toIntervalSecond(uptime()))"
+
+
+def silence_s(column: str) -> str:
+    """The seconds from `column`'s newest value to the window's end, counted from ClickHouse's
+    start at most (the stack starts ClickHouse with the rest). Right after `nox -s up` a
+    component's newest report is from before the stop: Grafana, which evaluates the same SQL
+    with no notion of the stack's start, showed "Collector unreachable" pending on every start
+    until the collector's first report landed, ~12 s in."""
+    newest = f"greatest(max({column}), {CLICKHOUSE_STARTED})"
+    return f"toFloat64(dateDiff('second', {newest}, $__toTime))"
 
 
 @dataclass(frozen=True)
@@ -73,12 +86,6 @@ class Rule:
     summary: str
     on_error: OnError = "keep"
     live: LiveSource | None = None
-    # The value is the seconds since a component last reported: the evaluator counts them from
-    # the stack's start at most (`Evaluator.not_before`). Right after `nox -s up` the newest
-    # report was from before the stop, and "Collector unreachable" was pending for the ~40 s
-    # until the collector's first report landed, on every start (the Pipeline dashboard's
-    # alerts panel showed a blip at each).
-    silence: bool = False
 
     def breaches(self, value: float | None) -> bool:
         """None is an error, and breaches only a rule that alerts on errors."""
@@ -115,7 +122,7 @@ RULES: tuple[Rule, ...] = (
         # ~12 s of a fresh stack) is no row. Over the window alone, max() of no rows read 1970,
         # and every fresh `nox -s up` showed this alert firing.
         sql=f"""
-SELECT toFloat64(dateDiff('second', max(TimeUnix), $__toTime)) AS value
+SELECT {silence_s("TimeUnix")} AS value
 FROM otel.otel_metrics_gauge
 WHERE TimeUnix <= $__toTime AND {COLLECTOR} AND MetricName = 'otelcol_process_memory_rss'
 HAVING count() > 0""",
@@ -127,7 +134,6 @@ HAVING count() > 0""",
         for_s=30,
         unit="s",
         severity="critical",
-        silence=True,
         summary="No report from the OpenTelemetry Collector: services cannot deliver spans"
         " (their relays queue up to 65,536 and retry for 60 s).",
     ),
@@ -307,8 +313,8 @@ GROUP BY disk""",
         title="ClickHouse health samples stale",
         group=CLICKHOUSE,
         # The refreshable view samples every 15 s; a minute without one means it stopped.
-        sql="""
-SELECT toFloat64(dateDiff('second', max(ts), $__toTime)) AS value
+        sql=f"""
+SELECT {silence_s("ts")} AS value
 FROM ops.clickhouse_samples
 WHERE $__timeFilter(ts) AND source = 'metrics'""",
         window_s=600,
@@ -317,7 +323,6 @@ WHERE $__timeFilter(ts) AND source = 'metrics'""",
         for_s=0,
         unit="s",
         severity="warning",
-        silence=True,
         summary="ClickHouse stopped sampling its own health (the refreshable view"
         " ops.clickhouse_samples_refresh: see system.view_refreshes).",
     ),
