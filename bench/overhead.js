@@ -1,10 +1,27 @@
-// Closed-model throughput probe for the instrumentation-overhead benchmark: VUS virtual users
-// request one endpoint back to back for DURATION; the runner compares telemetry on and off.
+// Throughput probe for the instrumentation-overhead benchmark: VUS virtual users request one
+// endpoint back to back for DURATION (closed model); or, with RATE, RATE requests a second
+// whatever the answers take (open model: the service's CPU a request, below saturation). The
+// runner compares telemetry on and off.
 import http from 'k6/http';
 
+const RATE = Number(__ENV.RATE || 0);
+const DURATION = __ENV.DURATION || '10s';
+
 export const options = {
-  vus: Number(__ENV.VUS || 20),
-  duration: __ENV.DURATION || '10s',
+  ...(RATE > 0
+    ? {
+        scenarios: {
+          fixed_rate: {
+            executor: 'constant-arrival-rate',
+            rate: RATE,
+            timeUnit: '1s',
+            duration: DURATION,
+            preAllocatedVUs: 50,
+            maxVUs: 200,
+          },
+        },
+      }
+    : { vus: Number(__ENV.VUS || 20), duration: DURATION }),
   summaryTrendStats: ['med', 'p(95)', 'p(99)', 'max'],
   discardResponseBodies: true,
 };

@@ -181,6 +181,29 @@ def test_the_box_table_gives_each_process_tree_its_median_and_the_whole_box() ->
     assert (rows[2]["GET /a off"], rows[2]["GET /a on"]) == (340, 390)
 
 
+def test_the_fixed_rate_row_reads_telemetrys_cost_from_the_service_and_its_relay() -> None:
+    from clickpulse_bench.overhead import FIXED_RATE, _fixed_rate_row
+
+    def probe(service: float, relay: float) -> dict[str, float]:
+        return {"box_us:the probed service process": service, "box_us:its span relay": relay}
+
+    row = _fixed_rate_row(
+        {
+            "off": [probe(500, 0), probe(520, 0), probe(900, 0)],
+            "on": [probe(540, 10), probe(550, 12), probe(560, 11)],
+        }
+    )
+    assert row == {
+        "req/s": FIXED_RATE,
+        "service process us/request off": 520,
+        "service process us/request on": 550,
+        "its span relay us/request": 11,
+        # Medians, not means: the 900 us round (the box busy elsewhere) moves nothing.
+        "telemetry us/request (process + relay)": 41,
+        "round differences on-off min-max": "-340 to +40",
+    }
+
+
 def test_the_section_keeps_the_other_sections_of_the_doc(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

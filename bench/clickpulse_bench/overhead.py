@@ -66,10 +66,12 @@ def _probe(
     server: psutil.Process,
     product_ids: list[int],
     box: dict[str, psutil.Process] | None = None,
+    rate: int = 0,
 ) -> dict[str, float]:
-    """One k6 run against `base_url`, then SETTLE_S for the pipeline to finish its spans (the
-    collector's batches go every 2 s): the CPU counted, the service's and each of `box`'s
-    process trees', is that of the run and of what it left to do."""
+    """One k6 run against `base_url` (`vus` in a closed loop, or `rate` requests a second),
+    then SETTLE_S for the pipeline to finish its spans (the collector's batches go every 2 s):
+    the CPU counted, the service's and each of `box`'s process trees', is that of the run and
+    of what it left to do."""
     box = box or {}
     box_before = {name: _tree_cpu(proc) for name, proc in box.items()}
     k6_before = _k6_cpu()
@@ -90,6 +92,8 @@ def _probe(
                 f"DURATION={duration}",
                 "-e",
                 f"VUS={vus}",
+                "-e",
+                f"RATE={rate}",
                 "-e",
                 f"PRODUCT_IDS={','.join(map(str, product_ids))}",
                 "-e",
@@ -139,6 +143,11 @@ OVERHEAD_TARGETS = {
 
 
 SETTLE_S = 2.5
+# The fixed-rate probes: below what even a slow machine's telemetry-on process serves (~2,200
+# req/s in the closed loop on the slowest seen), so it is never saturated. There its CPU a
+# request varies +-10 us from probe to probe, against +-60 in the closed loop, where the box's
+# other work takes turns with it (2026-12-03: telemetry's cost by piece, docs/capacity.md).
+FIXED_RATE = 1_000
 PRODUCTS = 50
 UNLIMITED = {
     "CLICKPULSE_RATE_LIMIT_ANONYMOUS": "1000000000/minute",
@@ -198,9 +207,11 @@ def probe_rounds(
     duration: str,
     rounds: int,
     box: dict[str, psutil.Process] | None = None,
+    rate: int = 0,
 ) -> dict[str, list[dict[str, float]]]:
-    """`rounds` probes of each variant, in `order` within each round; with `box`, the CPU of
-    those processes (and of k6 and the probed service's relay) per request of each probe."""
+    """`rounds` probes of each variant, in `order` within each round (closed loop, or at
+    `rate`); with `box`, the CPU of those processes (and of k6 and the probed service's relay)
+    per request of each probe."""
     results: dict[str, list[dict[str, float]]] = {name: [] for name in order}
     product_ids = _product_ids()
     # Each probe ends once the pipeline has finished its spans (`_probe`): otherwise every "off"
@@ -210,24 +221,30 @@ def probe_rounds(
     for _ in range(rounds):  # alternate, so drift on the box hits every variant alike
         for name in order:
             results[name].append(
-                _probe(urls[name], target, duration, 20, processes[name], product_ids, box)
+                _probe(urls[name], target, duration, 20, processes[name], product_ids, box, rate)
             )
     return results
 
 
 def bench_overhead(
     settings: Settings, duration: str, rounds: int
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The on/off table, and where the box's CPU went per request (`_box_rows`)."""
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """The on/off table, where the box's CPU went per request (`_box_rows`), and the service's
+    CPU per request at a fixed rate (`_fixed_rate_row`)."""
     variants = {"on": (CURRENT, "on"), "off": (CURRENT, "off")}
-    rows, box = [], {}
+    rows, box, fixed = [], {}, []
     with crud_processes(settings, variants) as (urls, processes):
         stack = stack_processes(settings)
         for endpoint, target in OVERHEAD_TARGETS.items():
             results = probe_rounds(urls, processes, ["off", "on"], target, duration, rounds, stack)
             rows.append({"endpoint": endpoint, **_overhead_row(results)})
             box[endpoint] = results
-    return rows, _box_rows(box)
+        endpoint, target = next(iter(OVERHEAD_TARGETS.items()))  # the cheapest
+        at_rate = probe_rounds(
+            urls, processes, ["off", "on"], target, duration, rounds, rate=FIXED_RATE
+        )
+        fixed.append({"endpoint": endpoint, **_fixed_rate_row(at_rate)})
+    return rows, _box_rows(box), fixed
 
 
 def _box_of(probe: dict[str, float]) -> dict[str, float]:
@@ -279,11 +296,32 @@ def _overhead_row(results: dict[str, list[dict[str, float]]]) -> dict[str, Any]:
     }
 
 
+def _fixed_rate_row(results: dict[str, list[dict[str, float]]]) -> dict[str, Any]:
+    """Telemetry's CPU per request in the service process and in its relay, medians of the
+    probes at FIXED_RATE, with the spread of the rounds' differences."""
+    own = {
+        mode: [probe["box_us:the probed service process"] for probe in probes]
+        for mode, probes in results.items()
+    }
+    relay = statistics.median(probe["box_us:its span relay"] for probe in results["on"])
+    deltas = sorted(on - off for on, off in zip(own["on"], own["off"], strict=True))
+    off, on = statistics.median(own["off"]), statistics.median(own["on"])
+    return {
+        "req/s": FIXED_RATE,
+        "service process us/request off": round(off),
+        "service process us/request on": round(on),
+        "its span relay us/request": round(relay),
+        "telemetry us/request (process + relay)": round(on - off + relay),
+        "round differences on-off min-max": f"{deltas[0]:+.0f} to {deltas[-1]:+.0f}",
+    }
+
+
 def section(settings: Settings, quick: bool, note: str) -> str:
     pairs = 1 if quick else 12
-    overhead, box = bench_overhead(settings, "5s", pairs)
+    overhead, box, fixed = bench_overhead(settings, "5s", pairs)
     console.print(overhead)
     console.print(box)
+    console.print(fixed)
     span_cost = bench_span_cost(2_000 if quick else 20_000)
     console.print(span_cost)
     return (
@@ -300,6 +338,12 @@ def section(settings: Settings, quick: bool, note: str) -> str:
         " there takes from the probed process. The stack's own\nservices and monitor idle"
         " meanwhile.\n\n"
         + md_table(box)
+        + f"\n\nThe service's CPU per request at a fixed {FIXED_RATE:,} req/s (k6's open model,"
+        f" the same processes,\n{pairs} rounds of 5 s, off and on in turn; medians): below"
+        " saturation, so the probed process's\nCPU a request is its own work, not also the"
+        " closed loop's turns with the box's other work;\nthe spread of the rounds'"
+        " differences says how far to trust it.\n\n"
+        + md_table(fixed)
         + "\n\nWhere the time goes, in-process (`clickpulse_bench/span_cost.py`): an app"
         " shaped like the\ncheapest endpoint called through ASGI, no network, no"
         " database, nothing else on the CPU.\nOn the loaded box the same work costs"
