@@ -145,8 +145,9 @@ OVERHEAD_TARGETS = {
 SETTLE_S = 2.5
 # The fixed-rate probes: below what even a slow machine's telemetry-on process serves (~2,200
 # req/s in the closed loop on the slowest seen), so it is never saturated. There its CPU a
-# request varies +-10 us from probe to probe, against +-60 in the closed loop, where the box's
-# other work takes turns with it (2026-12-03: telemetry's cost by piece, docs/capacity.md).
+# request varied +-10-30 us from probe to probe (2026-12-03, probes of 8 s: telemetry's cost by
+# piece, docs/capacity.md), against +-60 in the closed loop, where the box's other work takes
+# turns with it.
 FIXED_RATE = 1_000
 PRODUCTS = 50
 UNLIMITED = {

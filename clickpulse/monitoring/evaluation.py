@@ -12,10 +12,10 @@ first answer is then the one Grafana would give if it had been evaluating all al
 that arrived late), but not past `not_before`, when the stack came up: while it was down, Grafana
 (which runs with it) was not evaluating either, and a stack stopped on purpose is no outage.
 Replayed over a `nox -s down` of a minute, "Collector unreachable" fired at the first evaluation
-of every `nox -s up` (its last report was from before the stop; the rule's SQL counts a silence
-from ClickHouse's start at most, `rules.silence_s`, for Grafana's sake as well). States
-saved before then are not taken over either. A rule that breaches on an error (ClickHouse
-unreachable) or reads the collector live has no history: it starts pending.
+of every `nox -s up` (its last report was from before the stop). States saved before then are
+not taken over either. (A silence itself is counted from ClickHouse's start at most in the
+rule's SQL, `rules.silence_s`, so Grafana counts it so too.) A rule that breaches on an error
+(ClickHouse unreachable) or reads the collector live has no history: it starts pending.
 
 When ClickHouse does not answer, the rules keep their last state and say why (Grafana's
 KeepLast), except the rule whose error is the alert, and the queue-backlog rule, which then
