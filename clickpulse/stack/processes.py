@@ -126,8 +126,8 @@ def wait_exited(procs: Sequence[psutil.Process], timeout: float) -> list[psutil.
     """Those of `procs` that have not exited within `timeout` seconds. A zombie has exited: our
     processes run in sessions of their own, reparented to PID 1, which reaps them when it gets
     to it. On these machines that took ~2 s a process, and psutil's own wait, which waits for
-    the pid to go, made `down` take ~2 s a component (12 s for the stack; 1-2 s of it the
-    processes' own shutdown); in a container whose PID 1 never reaps, it would wait for ever."""
+    the pid to go, made `down` take ~2 s a component (11-12 s for the stack, against ~4 s
+    now); in a container whose PID 1 never reaps, every wait would run out its timeout."""
     deadline = time.monotonic() + timeout
     alive = list(procs)
     while True:
