@@ -139,7 +139,10 @@ def wait_exited(procs: Sequence[psutil.Process], timeout: float) -> list[psutil.
 
 def _exited(proc: psutil.Process) -> bool:
     try:
-        return bool(proc.status() == psutil.STATUS_ZOMBIE)
+        # A multi-threaded process's main thread shows as a zombie as soon as it exits, while
+        # its other threads still run and hold its files and ports (a collector killed with
+        # SIGKILL did): only a zombie whose threads are all gone has exited.
+        return bool(proc.status() == psutil.STATUS_ZOMBIE and proc.num_threads() <= 1)
     except psutil.NoSuchProcess:
         return True
 
